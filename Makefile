@@ -1,0 +1,39 @@
+# shopai_spark — run `make help` for the targets. Needs only Python >= 3.10 and Java 17.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.setup-done
+CONF   ?= conf/local.yaml
+BENCH_SIZE ?= small
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lint bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv, install -e .[dev], cache the Delta jars (once)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/python -m shopai_spark.session
+	touch $(STAMP)
+
+demo: setup  ## generate sample data and run the whole pipeline locally
+	$(BIN)/python jobs/pipeline.py --conf $(CONF)
+
+test: setup  ## run the test suite (real Spark, Delta and MLflow)
+	$(BIN)/python -m pytest
+
+lint: setup  ## ruff
+	$(BIN)/ruff check shopai_spark jobs tests bench
+
+bench: setup  ## benchmarks (BENCH_SIZE=small|large), results in bench/results/
+	$(BIN)/python -m bench.harness --size $(BENCH_SIZE)
+
+clean:  ## remove the venv, local lakehouse, MLflow store and caches
+	rm -rf $(VENV) lakehouse mlruns mlflow.db data/raw checkpoints spark-warehouse .pytest_cache .ruff_cache \
+	       bench/results/tmp dist build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""shopai_spark: distributed batch jobs for an online shop on Spark, Delta Lake and MLflow."""

@@ -1,0 +1,261 @@
+"""Typed configuration: dataclasses loaded from ``conf/*.yaml`` plus ``--set key=value`` overrides.
+
+Every section is a frozen dataclass. :func:`load_config` validates the whole tree at start-up: an
+unknown key, a value of the wrong type or a missing required value raises :class:`ConfigError` whose
+message names the dotted key (``als.rank``), so a typo never reaches Spark.
+
+Domain sections (``als``, ``fpgrowth``, ``segments``, ``demand``) live next to their code and are
+composed here into :class:`AppConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from shopai_spark.basket.config import FpGrowthConfig
+from shopai_spark.demand.config import DemandConfig
+from shopai_spark.generate.config import GenerateConfig
+from shopai_spark.recommend.config import AlsConfig
+from shopai_spark.segment.config import SegmentsConfig
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """How to get a SparkSession.
+
+    ``master`` set (e.g. ``local[2]``): a local session with Delta jars resolved by pip/Ivy.
+    ``master`` null: reuse the active session (Databricks) or let ``spark-submit`` decide.
+    """
+
+    master: str | None = "local[2]"
+    app_name: str = "shopai_spark"
+    shuffle_partitions: int = 8
+    ui_enabled: bool = True
+    driver_memory: str = "4g"
+    checkpoint_dir: str | None = "checkpoints"
+    log_level: str = "WARN"
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LakehouseConfig:
+    """Where Delta tables live.
+
+    ``root`` set: table ``<layer>/<name>`` is the path ``<root>/<layer>/<name>`` (local folder or URI).
+    ``catalog`` set instead: table is ``<catalog>.<schema_prefix><layer>.<name>`` (Unity Catalog).
+    """
+
+    root: str | None = "lakehouse"
+    catalog: str | None = None
+    schema_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow: tracking store, artifact location for new experiments, experiment name."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    registry_uri: str | None = None
+    artifact_location: str | None = "mlruns"
+    experiment: str = "shopai_spark"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Canonical column name → the column name in the retailer's export."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One raw source: path (glob allowed), file format and the export's column names.
+
+    ``columns`` maps canonical name → source column; canonical names not listed are read under
+    their own name. ``timestamp_format`` is a Spark datetime pattern; null means ISO-8601.
+    """
+
+    path: str
+    format: Literal["csv", "json", "parquet"] = "csv"
+    columns: dict[str, str] = field(default_factory=dict)
+    timestamp_format: str | None = None
+    csv_delimiter: str = ","
+    encoding: str = "UTF-8"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Raw sources and the validation rules' knobs.
+
+    Returns rule (see docs/tables.md): an order line whose ``order_id`` starts with
+    ``cancellation_prefix`` is a cancellation/return; with a negative quantity it goes to
+    ``silver.returns`` (quantity made positive), never into ``silver.order_items``.
+    """
+
+    events: SourceConfig = field(default_factory=lambda: SourceConfig(path="data/raw/events", format="json"))
+    orders: SourceConfig = field(default_factory=lambda: SourceConfig(path="data/raw/orders", format="csv"))
+    products: SourceConfig = field(default_factory=lambda: SourceConfig(path="data/raw/products", format="csv"))
+    cancellation_prefix: str = "C"
+    min_ts: str = "2000-01-01"
+    max_future_days: int = 1
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The whole configuration of every job."""
+
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    lakehouse: LakehouseConfig = field(default_factory=LakehouseConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    als: AlsConfig = field(default_factory=AlsConfig)
+    fpgrowth: FpGrowthConfig = field(default_factory=FpGrowthConfig)
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
+    demand: DemandConfig = field(default_factory=DemandConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> AppConfig:
+    """Read a YAML file (None → built-in defaults), apply ``key=value`` overrides, validate.
+
+    Override values are parsed as YAML scalars/flow collections (``als.rank=16``,
+    ``als.ranks=[8,16]``, ``spark.master=null``). Raises ConfigError naming the bad key.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
+        data = loaded
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. als.rank=32)")
+        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+    return build(AppConfig, data)
+
+
+def build(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys and types recursively."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or '<root>'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown config key '{where}{unknown[0]}' (known keys here: {', '.join(sorted(fields))})"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required config key '{key}'")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # __post_init__ checks
+        raise ConfigError(f"{prefix or '<root>'}: {exc}") from exc
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches none of {tp}")
+    if value is None:
+        raise ConfigError(f"{key}: must not be null")
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        item_tp = args[0] if args else Any
+        items = [_coerce(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        k_tp, v_tp = args or (Any, Any)
+        return {_coerce(k_tp, k, key): _coerce(v_tp, v, f"{key}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, bool | dict | list):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported config type {tp}")
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key}: '{'.'.join(parts[: i + 1])}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, str]:
+    """Dotted key → string value for every leaf of a config dataclass (for MLflow params)."""
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(value, key + "."))
+        elif isinstance(value, dict) and value and all(dataclasses.is_dataclass(v) for v in value.values()):
+            for k, v in value.items():
+                out.update(flatten(v, f"{key}.{k}."))
+        else:
+            out[key] = str(value)
+    return out

@@ -1,0 +1,88 @@
+"""Validation rules → (good rows, rejected rows with a reason), and the quarantine table.
+
+A :class:`Rule` is a reason and a boolean Column that is true when a row breaks the rule (a null
+result counts as broken, so a rule can never let a row through by accident). :func:`split_valid`
+evaluates all rules in one pass; a rejected row carries every reason it failed, joined by ``;``.
+
+Every rejected row from any job lands in ``quarantine.rejected_rows``:
+source, reason, source_file, record (the row as JSON), record_id, job, run_id, quarantined_at.
+Writes are an insert-only MERGE on (record_id, reason), so re-running a job quarantines nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from shopai_spark.tables import Lakehouse, TableRef
+
+QUARANTINE = TableRef("quarantine", "rejected_rows")
+QUARANTINE_DDL = (
+    "source STRING NOT NULL, reason STRING NOT NULL, source_file STRING, record STRING NOT NULL, "
+    "record_id STRING NOT NULL, job STRING NOT NULL, run_id STRING NOT NULL, quarantined_at TIMESTAMP NOT NULL"
+)
+REASONS = "_reasons"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``reason`` is recorded for rows where ``violated`` is true or null."""
+
+    reason: str
+    violated: Column
+
+
+def with_reasons(df: DataFrame, rules: Sequence[Rule]) -> DataFrame:
+    """Add ``_reasons``: array<string> of the reasons each row fails (empty when valid)."""
+    checks = [F.when(F.coalesce(rule.violated, F.lit(True)), F.lit(rule.reason)) for rule in rules]
+    return df.withColumn(REASONS, F.filter(F.array(*checks), lambda r: r.isNotNull()))
+
+
+def split_valid(df: DataFrame, rules: Sequence[Rule]) -> tuple[DataFrame, DataFrame]:
+    """Split ``df`` into (rows passing every rule, rows failing any rule).
+
+    The good frame has ``df``'s columns; the rejected frame has them plus ``reason`` (string,
+    reasons joined by ``;``). Cache ``df`` first if it is expensive: both frames read it.
+    """
+    checked = with_reasons(df, rules)
+    good = checked.filter(F.size(REASONS) == 0).drop(REASONS)
+    rejected = checked.filter(F.size(REASONS) > 0).withColumn("reason", F.array_join(REASONS, ";")).drop(REASONS)
+    return good, rejected
+
+
+def to_quarantine_rows(rejected: DataFrame, source: str, job: str, run_id: str,
+                       record_columns: Sequence[str] | None = None) -> DataFrame:
+    """Shape rejected rows (with ``reason`` and optionally ``source_file``) as quarantine rows.
+
+    ``record`` is the JSON of ``record_columns`` (default: every column except reason/source_file).
+    """
+    has_file = "source_file" in rejected.columns
+    columns = list(record_columns or [c for c in rejected.columns if c not in ("reason", "source_file")])
+    record = F.to_json(F.struct(*[F.col(c) for c in columns]), {"ignoreNullFields": "false"})
+    source_file = F.col("source_file") if has_file else F.lit(None).cast("string")
+    return rejected.select(
+        F.lit(source).alias("source"),
+        F.col("reason"),
+        source_file.alias("source_file"),
+        record.alias("record"),
+        F.sha2(F.concat_ws("\u0001", F.lit(source), F.coalesce(source_file, F.lit("")), record), 256).alias("record_id"),
+        F.lit(job).alias("job"),
+        F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("quarantined_at"),
+    )
+
+
+def write_quarantine(lakehouse: Lakehouse, rows: DataFrame) -> dict[str, int]:
+    """Insert quarantine rows (see :func:`to_quarantine_rows`) not already present."""
+    lakehouse.ensure(QUARANTINE, QUARANTINE_DDL)
+    return lakehouse.merge(rows.dropDuplicates(["record_id", "reason"]), QUARANTINE, keys=["record_id", "reason"],
+                           update=False)
+
+
+def count_by_reason(rejected: DataFrame) -> dict[str, int]:
+    """``{reason: rows}`` over single reasons (a row failing two rules counts under both)."""
+    rows = (rejected.select(F.explode(F.split("reason", ";")).alias("r")).groupBy("r").count().collect())
+    return {row["r"]: int(row["count"]) for row in rows}

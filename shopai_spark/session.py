@@ -1,0 +1,95 @@
+"""The one place a SparkSession is made.
+
+* An active session exists (Databricks, a notebook, a test fixture): reuse it, change nothing.
+* ``spark.master`` is null (``spark-submit`` on a cluster): build without a master so spark-submit's
+  ``--master`` applies; Delta jars must come from ``--packages``/``--jars`` (see README).
+* ``spark.master`` set (laptop, CI): local session with the Delta jars resolved through
+  ``configure_spark_with_delta_pip`` (Ivy, cached in ``~/.ivy2`` by ``make setup``).
+
+``python -m shopai_spark.session`` starts and stops a local Delta session once: ``make setup`` uses
+it to warm the jar cache so tests never download mid-run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from shopai_spark.config import SparkConfig
+
+log = logging.getLogger(__name__)
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+LOCAL_DEFAULTS = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.extraJavaOptions": "-Duser.timezone=UTC -Xss16m",
+    "spark.executor.extraJavaOptions": "-Duser.timezone=UTC -Xss16m",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.warehouse.dir": "spark-warehouse",
+}
+
+
+def get_spark(config: SparkConfig) -> SparkSession:
+    """Return the active SparkSession, or build one as described in the module docstring."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        log.info("reusing active SparkSession (master=%s)", active.sparkContext.master)
+        _apply_checkpoint_dir(active, config)
+        return active
+
+    builder = SparkSession.builder.appName(config.app_name)
+    settings = dict(DELTA_CONF)
+    settings["spark.sql.shuffle.partitions"] = str(config.shuffle_partitions)
+    if config.master is not None:
+        # Python workers must run the same interpreter (the project's venv), not whatever python3 is on PATH
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = builder.master(config.master)
+        settings.update(LOCAL_DEFAULTS)
+        settings["spark.ui.enabled"] = str(config.ui_enabled).lower()
+        settings["spark.driver.memory"] = config.driver_memory
+    settings.update(config.conf)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+
+    if config.master is not None:
+        from delta import configure_spark_with_delta_pip
+
+        builder = configure_spark_with_delta_pip(builder)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(config.log_level)
+    _apply_checkpoint_dir(spark, config)
+    log.info("started SparkSession master=%s", spark.sparkContext.master)
+    return spark
+
+
+def _apply_checkpoint_dir(spark: SparkSession, config: SparkConfig) -> None:
+    """Set the RDD checkpoint dir (ALS lineage) unless one is already set."""
+    if config.checkpoint_dir and not spark.sparkContext.getCheckpointDir():
+        spark.sparkContext.setCheckpointDir(config.checkpoint_dir)
+
+
+def warm_delta_jars() -> None:
+    """Start and stop a local Delta session so Ivy caches the Delta jars."""
+    import tempfile
+
+    spark = get_spark(SparkConfig(master="local[1]", ui_enabled=False, checkpoint_dir=None))
+    with tempfile.TemporaryDirectory() as tmp:
+        spark.range(3).write.format("delta").save(f"{tmp}/warm")
+        rows = spark.read.format("delta").load(f"{tmp}/warm").count()
+    spark.stop()
+    log.warning("Delta jars cached; test write read back %d rows", rows)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    warm_delta_jars()

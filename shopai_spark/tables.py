@@ -1,0 +1,163 @@
+"""Delta tables of the lakehouse: addressing, reads, safe writes, versions for lineage.
+
+Tables are named ``(layer, name)`` with layer one of bronze, silver, gold, quarantine. Depending on
+:class:`~shopai_spark.config.LakehouseConfig` a table is a path ``<root>/<layer>/<name>`` or a catalog
+table ``<catalog>.<schema_prefix><layer>.<name>``; code never builds paths itself.
+
+Writes are Delta transactions, so each table moves from one version to the next or not at all.
+:meth:`Lakehouse.overwrite` also refuses an empty DataFrame (a failed or empty run never replaces
+the last good output) and :meth:`Lakehouse.merge` makes re-runs on the same input idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shopai_spark.config import LakehouseConfig
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("bronze", "silver", "gold", "quarantine")
+
+
+class EmptyOutputError(RuntimeError):
+    """Raised instead of overwriting a table with nothing."""
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table's layer and name, e.g. ``TableRef("gold", "user_recommendations")``."""
+
+    layer: str
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.layer not in LAYERS:
+            raise ValueError(f"unknown layer {self.layer!r}; expected one of {LAYERS}")
+
+    def __str__(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+
+class Lakehouse:
+    """Reads and writes the project's Delta tables for one SparkSession and config."""
+
+    def __init__(self, spark: SparkSession, config: LakehouseConfig):
+        if (config.root is None) == (config.catalog is None):
+            raise ValueError("lakehouse: set exactly one of 'root' (paths) or 'catalog' (catalog tables)")
+        self.spark = spark
+        self.config = config
+
+    # --- addressing ------------------------------------------------------------------------
+    def location(self, ref: TableRef) -> str:
+        """Path or fully qualified catalog name of ``ref``."""
+        if self.config.root is not None:
+            return f"{self.config.root.rstrip('/')}/{ref.layer}/{ref.name}"
+        return f"{self.config.catalog}.{self.config.schema_prefix}{ref.layer}.{ref.name}"
+
+    @property
+    def uses_paths(self) -> bool:
+        return self.config.root is not None
+
+    def _delta(self, ref: TableRef) -> DeltaTable:
+        if self.uses_paths:
+            return DeltaTable.forPath(self.spark, self.location(ref))
+        return DeltaTable.forName(self.spark, self.location(ref))
+
+    # --- reads -----------------------------------------------------------------------------
+    def exists(self, ref: TableRef) -> bool:
+        if self.uses_paths:
+            return DeltaTable.isDeltaTable(self.spark, self.location(ref))
+        return self.spark.catalog.tableExists(self.location(ref))
+
+    def read(self, ref: TableRef, version: int | None = None) -> DataFrame:
+        """The table as a DataFrame (optionally as of ``version``); clear error if missing."""
+        if not self.exists(ref):
+            raise FileNotFoundError(
+                f"table {ref} not found at {self.location(ref)}: run the job that writes it first"
+            )
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        if self.uses_paths:
+            return reader.load(self.location(ref))
+        return reader.table(self.location(ref))
+
+    def version(self, ref: TableRef) -> int | None:
+        """Current Delta version of ``ref``, or None when the table does not exist."""
+        if not self.exists(ref):
+            return None
+        return int(self._delta(ref).history(1).select("version").first()[0])
+
+    # --- writes ----------------------------------------------------------------------------
+    def ensure(self, ref: TableRef, schema_ddl: str, constraints: dict[str, str] | None = None,
+               partition_by: Sequence[str] = ()) -> None:
+        """Create ``ref`` with ``schema_ddl`` (``"a STRING NOT NULL, b INT"``) and CHECK constraints
+        if it does not exist yet. Existing tables are left alone."""
+        if self.exists(ref):
+            return
+        partitions = f" PARTITIONED BY ({', '.join(partition_by)})" if partition_by else ""
+        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self._sql_name(ref)} ({schema_ddl}) USING DELTA{partitions}")
+        for name, expr in (constraints or {}).items():
+            self.spark.sql(f"ALTER TABLE {self._sql_name(ref)} ADD CONSTRAINT {name} CHECK ({expr})")
+
+    def overwrite(self, df: DataFrame, ref: TableRef, partition_by: Sequence[str] = (),
+                  replace_where: str | None = None, allow_empty: bool = False) -> int:
+        """Atomically replace the table (or the rows matching ``replace_where``) with ``df``.
+
+        Raises EmptyOutputError when ``df`` has no rows unless ``allow_empty``; the table then stays
+        at its previous version. Returns the new table version.
+        """
+        if not allow_empty and df.isEmpty():
+            raise EmptyOutputError(f"refusing to overwrite {ref} with an empty result; previous version kept")
+        writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", replace_where is None)
+        if replace_where is not None:
+            writer = writer.option("replaceWhere", replace_where)
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        if self.uses_paths:
+            writer.save(self.location(ref))
+        else:
+            writer.saveAsTable(self.location(ref))
+        version = self.version(ref)
+        log.info("wrote %s (version %s)", ref, version)
+        return version
+
+    def merge(self, df: DataFrame, ref: TableRef, keys: Sequence[str], update: bool = True) -> dict[str, int]:
+        """Upsert ``df`` into ``ref`` on ``keys`` (insert-only when ``update`` is False).
+
+        The table must exist (see :meth:`ensure`). Re-merging the same rows changes nothing.
+        Returns Delta's operation metrics (numTargetRowsInserted, numTargetRowsUpdated, ...).
+        """
+        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        merge = self._delta(ref).alias("t").merge(df.alias("s"), condition)
+        if update:
+            # only touch rows whose values changed, so a re-run rewrites no files
+            changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in df.columns if c not in keys)
+            merge = merge.whenMatchedUpdateAll(condition=changed) if changed else merge
+        merge.whenNotMatchedInsertAll().execute()
+        metrics = self._delta(ref).history(1).select("operation", "operationMetrics").first()
+        result = {k: int(v) for k, v in (metrics["operationMetrics"] or {}).items() if v.isdigit()}
+        log.info("merged into %s: %s", ref, {k: v for k, v in result.items() if k.startswith("numTargetRows")})
+        return result
+
+    def restore(self, ref: TableRef, version: int) -> None:
+        """Put ``ref`` back to ``version`` (used to undo a multi-table write that failed half way)."""
+        self._delta(ref).restoreToVersion(version)
+
+    def _sql_name(self, ref: TableRef) -> str:
+        return f"delta.`{self.location(ref)}`" if self.uses_paths else self.location(ref)
+
+
+def with_run_metadata(df: DataFrame, run_id: str, generated_at: Column | None = None) -> DataFrame:
+    """Append ``run_id`` (MLflow run) and ``generated_at`` (timestamp) columns, as every gold table has."""
+    return df.withColumn("run_id", F.lit(run_id)).withColumn(
+        "generated_at", generated_at if generated_at is not None else F.current_timestamp()
+    )
+

@@ -1,0 +1,73 @@
+"""Shared test fixtures: one Spark + Delta session for the whole run, per-test lakehouse folders,
+one local MLflow store (SQLite) for the run, and a way to build configs pointing at them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shopai_spark.config import AppConfig, SparkConfig, load_config
+from shopai_spark.session import get_spark
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+LOCAL_CONF = ROOT / "conf" / "local.yaml"
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """A local[2] Spark session with Delta, 2 shuffle partitions and no UI, shared by all tests."""
+    tmp = tmp_path_factory.mktemp("spark")
+    session = get_spark(SparkConfig(
+        master="local[2]", app_name="shopai_spark-tests", shuffle_partitions=2, ui_enabled=False,
+        driver_memory="2g", checkpoint_dir=str(tmp / "checkpoints"),
+        conf={"spark.sql.warehouse.dir": str(tmp / "warehouse"), "spark.default.parallelism": "2"},
+    ))
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory) -> dict[str, str]:
+    """One SQLite tracking store + artifact folder for the whole test run."""
+    tmp = tmp_path_factory.mktemp("mlflow")
+    return {"tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}", "artifact_location": str(tmp / "mlruns")}
+
+
+@pytest.fixture
+def make_config(tmp_path, mlflow_store, spark) -> Callable[..., AppConfig]:
+    """``make_config("als.rank=4", ...)``: conf/local.yaml pointed at this test's temp folders.
+
+    Lakehouse and raw files live under ``tmp_path``; the experiment is unique per test.
+    """
+    def build(*overrides: str) -> AppConfig:
+        return load_config(LOCAL_CONF, [*base_overrides(tmp_path, mlflow_store), *overrides])
+
+    return build
+
+
+def base_overrides(tmp_path: Path, mlflow_store: dict[str, str]) -> list[str]:
+    """--set overrides that move every output of conf/local.yaml into ``tmp_path``."""
+    experiment = f"test-{tmp_path.name}"
+    return [
+        f"lakehouse.root={tmp_path / 'lakehouse'}",
+        f"generate.raw_dir={tmp_path / 'raw'}",
+        f"ingest.events.path={tmp_path / 'raw' / 'events'}",
+        f"ingest.orders.path={tmp_path / 'raw' / 'orders'}",
+        f"ingest.products.path={tmp_path / 'raw' / 'products'}",
+        f"tracking.tracking_uri={mlflow_store['tracking_uri']}",
+        f"tracking.artifact_location={mlflow_store['artifact_location']}",
+        f"tracking.experiment={experiment}",
+        f"spark.checkpoint_dir={tmp_path / 'checkpoints'}",
+    ]
+
+
+def shared_data(name: str) -> Path:
+    """Path of a file under ../shared/data, or skip the test with a clear message when absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"real-data test: {path} not found (../shared/data is only present in the dev workspace)")
+    return path
+

@@ -1,0 +1,68 @@
+"""Typed config: defaults, overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from shopai_spark.config import AppConfig, ConfigError, flatten, load_config
+from shopai_spark.runtime import main
+
+from .conftest import LOCAL_CONF, ROOT
+
+
+def test_shipped_configs_load():
+    local = load_config(LOCAL_CONF)
+    assert local.spark.master == "local[2]"
+    assert local.lakehouse.root == "lakehouse"
+    assert local.tracking.tracking_uri == "sqlite:///mlflow.db"
+    assert local.ingest.orders.columns["order_id"] == "InvoiceNo"
+    cluster = load_config(ROOT / "conf" / "cluster.yaml")
+    assert cluster.spark.master is None and cluster.lakehouse.root.startswith("s3a://")
+    databricks = load_config(ROOT / "conf" / "databricks.yaml")
+    assert databricks.lakehouse.catalog == "main" and databricks.lakehouse.root is None
+    assert databricks.tracking.tracking_uri == "databricks"
+
+
+def test_overrides_are_typed():
+    config = load_config(LOCAL_CONF, ["spark.shuffle_partitions=3", "spark.master=null", "generate.dirt_share=0.05",
+                                      "demand.lags=[1, 2]", "spark.conf={spark.foo: bar}"])
+    assert config.spark.shuffle_partitions == 3
+    assert config.spark.master is None
+    assert config.generate.dirt_share == 0.05
+    assert config.demand.lags == [1, 2]
+    assert config.spark.conf == {"spark.foo": "bar"}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("spark.shufle_partitions=3", "unknown config key 'spark.shufle_partitions'"),
+    ("nosuchsection.x=1", "unknown config key 'nosuchsection'"),
+    ("spark.shuffle_partitions=many", "spark.shuffle_partitions: expected an integer, got 'many'"),
+    ("spark.ui_enabled=3", "spark.ui_enabled: expected true/false"),
+    ("ingest.orders.format=xlsx", "ingest.orders.format: 'xlsx' is not one of 'csv', 'json', 'parquet'"),
+    ("tracking.experiment=null", "tracking.experiment: must not be null"),
+    ("generate.dirt_share=0.9", "generate.dirt_share must be in"),
+    ("demand.lags=[1, x]", r"demand.lags\[1\]: expected an integer"),
+    ("spark", "must look like key=value"),
+])
+def test_bad_values_fail_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(LOCAL_CONF, [override])
+
+
+def test_missing_required_value_names_the_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("ingest:\n  events:\n    format: json\n")
+    with pytest.raises(ConfigError, match="missing required config key 'ingest.events.path'"):
+        load_config(path)
+
+
+def test_flatten_gives_every_leaf():
+    params = flatten(AppConfig())
+    assert params["spark.master"] == "local[2]"
+    assert params["ingest.orders.path"] == "data/raw/orders"
+    assert all(isinstance(v, str) for v in params.values())
+
+
+def test_job_entry_point_exits_2_with_the_key(capsys):
+    assert main("ingest", lambda ctx: None, ["--conf", str(LOCAL_CONF), "--set", "als.rnak=3"]) == 2
+    assert "unknown config key 'als.rnak'" in capsys.readouterr().err
