@@ -1,0 +1,92 @@
+"""MLflow run helper and Delta table helpers on a real local MLflow store and real Delta tables."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+
+from shopai_spark.quality import Rule, split_valid
+from shopai_spark.tables import EmptyOutputError, Lakehouse, TableRef, with_run_metadata
+from shopai_spark.tracking import tracked_run
+
+
+def test_tracked_run_logs_config_versions_metrics_and_artifacts(make_config, spark):
+    config = make_config()
+    lakehouse = Lakehouse(spark, config.lakehouse)
+    ref = TableRef("silver", "things")
+    lakehouse.overwrite(spark.range(3), ref)
+    lakehouse.overwrite(spark.range(4), ref)
+    with tracked_run(config, "unit") as run:
+        run.log_input_versions(lakehouse, [ref, TableRef("silver", "absent")])
+        run.log_metrics({"rows": 4, "undefined": None})
+        run.log_table(pd.DataFrame({"a": [1, 2]}), "small_table")
+    logged = mlflow.get_run(run.run_id)
+    assert logged.info.status == "FINISHED"
+    assert logged.data.params["input_version.silver.things"] == "1"
+    assert logged.data.params["input_version.silver.absent"] == "None"
+    assert logged.data.tags["job"] == "unit"
+    assert logged.data.params["spark.shuffle_partitions"] == str(config.spark.shuffle_partitions)
+    assert logged.data.metrics == {"rows": 4.0}
+    assert [a.path for a in mlflow.MlflowClient().list_artifacts(run.run_id)] == ["small_table.csv"]
+
+
+def test_failed_body_marks_the_run_failed(make_config):
+    with pytest.raises(ZeroDivisionError), tracked_run(make_config(), "boom") as run:
+        1 / 0
+    assert mlflow.get_run(run.run_id).info.status == "FAILED"
+
+
+def test_disabled_tracking_still_gives_a_run_id(make_config):
+    with tracked_run(make_config("tracking.enabled=false"), "offline") as run:
+        run.log_metrics({"x": 1})
+    assert run.run_id.startswith("untracked-") and not run.active
+
+
+def test_overwrite_refuses_empty_output_and_keeps_previous_version(make_config, spark):
+    lakehouse = Lakehouse(spark, make_config().lakehouse)
+    ref = TableRef("gold", "kept")
+    lakehouse.overwrite(spark.range(5), ref)
+    with pytest.raises(EmptyOutputError, match="gold.kept"):
+        lakehouse.overwrite(spark.range(0), ref)
+    assert lakehouse.version(ref) == 0 and lakehouse.read(ref).count() == 5
+
+
+def test_overwrite_replace_where_touches_only_matching_partitions(make_config, spark):
+    lakehouse = Lakehouse(spark, make_config().lakehouse)
+    ref = TableRef("gold", "parts")
+    df = spark.range(6).withColumn("p", F.col("id") % 3)
+    lakehouse.overwrite(df, ref, partition_by=["p"])
+    lakehouse.overwrite(spark.createDataFrame([(100, 1)], "id long, p long"), ref, partition_by=["p"],
+                        replace_where="p = 1")
+    assert sorted(r.id for r in lakehouse.read(ref).collect()) == [0, 2, 3, 5, 100]
+
+
+def test_merge_is_idempotent(make_config, spark):
+    lakehouse = Lakehouse(spark, make_config().lakehouse)
+    ref = TableRef("silver", "kv")
+    lakehouse.ensure(ref, "k STRING NOT NULL, v INT", constraints={"v_positive": "v > 0"})
+    rows = spark.createDataFrame([("a", 1), ("b", 2)], "k string, v int")
+    first = lakehouse.merge(rows, ref, keys=["k"])
+    again = lakehouse.merge(rows, ref, keys=["k"])
+    assert first["numTargetRowsInserted"] == 2
+    assert again["numTargetRowsInserted"] == 0 and again.get("numTargetRowsUpdated", 0) == 0
+    changed = lakehouse.merge(spark.createDataFrame([("a", 5)], "k string, v int"), ref, keys=["k"])
+    assert changed["numTargetRowsUpdated"] == 1
+    assert sorted(tuple(r) for r in lakehouse.read(ref).collect()) == [("a", 5), ("b", 2)]
+    with pytest.raises(Exception, match="v_positive"):
+        lakehouse.merge(spark.createDataFrame([("c", -1)], "k string, v int"), ref, keys=["k"])
+
+
+def test_split_valid_treats_null_checks_as_violations(spark):
+    df = spark.createDataFrame([(1,), (-1,), (None,)], "x int")
+    good, bad = split_valid(df, [Rule("negative_x", F.col("x") < 0)])
+    assert [r.x for r in good.collect()] == [1]
+    assert sorted((r.x is None, r.reason) for r in bad.collect()) == [(False, "negative_x"), (True, "negative_x")]
+
+
+def test_gold_metadata_columns(spark):
+    out = with_run_metadata(spark.range(1), "run-1")
+    assert out.columns == ["id", "run_id", "generated_at"]
+    assert out.first().run_id == "run-1"
