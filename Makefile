@@ -7,7 +7,7 @@ CONF   ?= conf/local.yaml
 BENCH_SIZE ?= small
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint bench clean
+.PHONY: help setup demo test lint bench package cluster-test clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,6 +32,15 @@ lint: setup  ## ruff
 
 bench: setup  ## benchmarks (BENCH_SIZE=small|large), results in bench/results/
 	$(BIN)/python -m bench.harness --size $(BENCH_SIZE)
+
+package: setup  ## dist/: the wheel and shopai_spark.zip for spark-submit --py-files
+	rm -rf dist && mkdir -p dist
+	$(BIN)/pip wheel --no-deps -q -w dist .
+	$(BIN)/python -c "import shutil; shutil.make_archive('dist/shopai_spark', 'zip', base_dir='shopai_spark')"
+	@ls -1 dist
+
+cluster-test: setup  ## every job via spark-submit on a local standalone cluster (1 master, 2 workers)
+	$(BIN)/python scripts/cluster_test.py
 
 clean:  ## remove the venv, local lakehouse, MLflow store and caches
 	rm -rf $(VENV) lakehouse mlruns mlflow.db data/raw checkpoints spark-warehouse .pytest_cache .ruff_cache \

@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=["small", "large"], default="small")
     parser.add_argument("--only", nargs="*", help="bench module names, e.g. ingest als")
     parser.add_argument("--workdir", default=str(ROOT / "bench" / "results" / "tmp"))
+    parser.add_argument("--driver-memory", default="8g", help="Spark driver memory (local mode: all of Spark)")
     args = parser.parse_args(argv)
 
     from shopai_spark.config import load_config
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    spark = get_spark(load_config(ROOT / "conf" / "local.yaml", [f"spark.checkpoint_dir={workdir / 'ckpt'}"]).spark)
+    spark = get_spark(load_config(ROOT / "conf" / "local.yaml", [f"spark.checkpoint_dir={workdir / 'ckpt'}",
+                                                                f"spark.driver_memory={args.driver_memory}"]).spark)
     bench = Bench(size=args.size, workdir=workdir, spark=spark)
     names = sorted(p.stem.removeprefix("bench_") for p in (ROOT / "bench").glob("bench_*.py"))
     order = ["ingest"] + [n for n in names if n != "ingest"]  # ingest first: others read its tables

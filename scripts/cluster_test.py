@@ -1,0 +1,165 @@
+"""Run every job with spark-submit on a real Spark standalone cluster started on this machine.
+
+One master and two workers are started from the installed pyspark (``spark-class``, bound to
+127.0.0.1); each job runs as ``spark-submit --master spark://127.0.0.1:<port> --py-files
+dist/shopai_spark.zip jobs/<job>.py --conf conf/cluster.yaml`` with the lakehouse, raw files and
+MLflow store overridden to a local folder. After each job its tables and its MLflow run are checked.
+The cluster is stopped by PID at the end — also when a job fails.
+
+    python scripts/cluster_test.py [--jobs generate_data,ingest,...] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyspark
+
+ROOT = Path(__file__).resolve().parents[1]
+SPARK_HOME = Path(pyspark.__file__).parent
+DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.0.1"
+
+# job → tables it must have written (layer/name) after running on the cluster
+JOBS: dict[str, list[str]] = {
+    "generate_data": ["bronze/truth_customer_segments", "bronze/truth_bundles"],
+    "ingest": ["silver/events", "silver/orders", "silver/order_items", "silver/products"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StandaloneCluster:
+    """A master and ``workers`` workers as child processes; ``stop()`` kills them by PID."""
+
+    def __init__(self, workdir: Path, workers: int = 2, cores: int = 1, memory: str = "2g"):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"spark://127.0.0.1:{self.port}"
+        self.workers, self.cores, self.memory = workers, cores, memory
+        self.processes: list[subprocess.Popen] = []
+
+    def _start(self, name: str, *args: str) -> None:
+        log = open(self.workdir / f"{name}.log", "w")
+        env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",
+               "SPARK_WORKER_DIR": str(self.workdir / f"{name}-work")}
+        self.processes.append(subprocess.Popen([str(SPARK_HOME / "bin" / "spark-class"), *args],
+                                               stdout=log, stderr=subprocess.STDOUT, env=env,
+                                               start_new_session=True))
+
+    def start(self) -> None:
+        self._start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                    "--port", str(self.port), "--webui-port", str(free_port()))
+        self._wait_for_log("master", "I have been elected leader")
+        for i in range(self.workers):
+            self._start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", self.url, "--host", "127.0.0.1",
+                        "--cores", str(self.cores), "--memory", self.memory, "--webui-port", str(free_port()))
+        for i in range(self.workers):
+            self._wait_for_log(f"worker{i}", "Successfully registered with master")
+
+    def _wait_for_log(self, name: str, text: str, timeout: float = 120) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in (self.workdir / f"{name}.log").read_text(errors="replace"):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"{name} did not log {text!r} within {timeout:.0f} s; see {self.workdir}/{name}.log")
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def build_zip(dist: Path) -> Path:
+    """Zip of the ``shopai_spark`` package for ``--py-files``."""
+    dist.mkdir(parents=True, exist_ok=True)
+    archive = shutil.make_archive(str(dist / "shopai_spark"), "zip", root_dir=ROOT, base_dir="shopai_spark")
+    return Path(archive)
+
+
+def overrides(workdir: Path) -> list[str]:
+    sets = [
+        f"lakehouse.root={workdir / 'lakehouse'}",
+        f"generate.raw_dir={workdir / 'raw'}",
+        f"ingest.events.path={workdir / 'raw' / 'events'}",
+        f"ingest.orders.path={workdir / 'raw' / 'orders'}",
+        f"ingest.products.path={workdir / 'raw' / 'products'}",
+        f"tracking.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
+        f"tracking.artifact_location={workdir / 'mlruns'}",
+        f"spark.checkpoint_dir={workdir / 'checkpoints'}",
+        "spark.shuffle_partitions=4",
+        "generate.users=400", "generate.skus=80", "generate.days=120",
+    ]
+    return [arg for s in sets for arg in ("--set", s)]
+
+
+def submit_command(cluster_url: str, py_files: Path, job: str, workdir: Path) -> list[str]:
+    return [
+        str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster_url,
+        "--packages", DELTA_PACKAGE, "--py-files", str(py_files),
+        "--conf", f"spark.pyspark.python={sys.executable}",
+        "--conf", "spark.executor.memory=1g", "--conf", "spark.sql.session.timeZone=UTC",
+        str(ROOT / "jobs" / f"{job}.py"), "--conf", str(ROOT / "conf" / "cluster.yaml"), *overrides(workdir),
+    ]
+
+
+def check_outputs(job: str, workdir: Path) -> None:
+    """The job's tables exist as Delta tables and its latest MLflow run finished."""
+    import mlflow
+
+    for table in JOBS[job]:
+        if not (workdir / "lakehouse" / table / "_delta_log").is_dir():
+            raise AssertionError(f"{job}: table {table} was not written")
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.job = '{job}'")
+    if runs.empty or runs.iloc[0]["status"] != "FINISHED":
+        raise AssertionError(f"{job}: no FINISHED MLflow run found")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", default=",".join(JOBS))
+    parser.add_argument("--workdir")
+    args = parser.parse_args(argv)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="shopai-cluster-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    py_files = build_zip(workdir / "dist")
+    cluster = StandaloneCluster(workdir)
+    try:
+        cluster.start()
+        print(f"cluster up at {cluster.url} (master + {cluster.workers} workers)", flush=True)
+        for job in args.jobs.split(","):
+            started = time.perf_counter()
+            result = subprocess.run(submit_command(cluster.url, py_files, job, workdir), cwd=workdir,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if result.returncode != 0:
+                print(result.stdout[-6000:])
+                raise SystemExit(f"cluster-test: {job} failed with exit code {result.returncode}")
+            check_outputs(job, workdir)
+            print(f"cluster-test: {job} ok in {time.perf_counter() - started:.0f} s", flush=True)
+    finally:
+        cluster.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
