@@ -1,0 +1,38 @@
+"""A task failing once does not fail a job when the master allows retries (local[2,2]); the same
+injected failure does fail it under local[2], which proves the injection really fires."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from shopai_spark.schemas import ORDER_ITEMS
+from shopai_spark.tables import Lakehouse
+
+from .conftest import LOCAL_CONF, ROOT, base_overrides
+from .test_ingest import write_raw
+
+
+def run_with_injected_failure(master: str, tmp_path, mlflow_store) -> subprocess.CompletedProcess:
+    sets = [*base_overrides(tmp_path, mlflow_store), "spark.shuffle_partitions=2", "spark.driver_memory=1g"]
+    args = ["--conf", str(LOCAL_CONF), *[a for s in sets for a in ("--set", s)]]
+    return subprocess.run([sys.executable, str(ROOT / "tests" / "fault_injection_run.py"), master, *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("master, succeeds", [("local[2,2]", True), ("local[2]", False)])
+def test_first_attempt_task_failure(master, succeeds, tmp_path, mlflow_store, spark):
+    write_raw(tmp_path / "raw")
+    result = run_with_injected_failure(master, tmp_path, mlflow_store)
+    log = result.stdout + result.stderr
+    assert "injected failure on the first attempt" in log, log[-3000:]
+    if succeeds:
+        assert result.returncode == 0, log[-3000:]
+        config_root = tmp_path / "lakehouse"
+        from shopai_spark.config import LakehouseConfig
+
+        assert Lakehouse(spark, LakehouseConfig(root=str(config_root))).read(ORDER_ITEMS.ref).count() == 3
+    else:
+        assert result.returncode != 0
