@@ -147,12 +147,40 @@ class Lakehouse:
         log.info("merged into %s: %s", ref, {k: v for k, v in result.items() if k.startswith("numTargetRows")})
         return result
 
+    def overwrite_all(self, writes: Sequence[TableWrite]) -> None:
+        """Overwrite several tables in order (each as :meth:`overwrite`). When one write fails, the
+        tables already written in this call are restored to their previous version and the error is
+        raised again, so a failed job never leaves a mix of old and new outputs."""
+        before = {w.ref: self.version(w.ref) for w in writes}
+        written: list[TableRef] = []
+        try:
+            for w in writes:
+                self.overwrite(w.frame, w.ref, partition_by=w.partition_by, replace_where=w.replace_where)
+                written.append(w.ref)
+        except Exception:
+            for ref in written:
+                if before[ref] is not None:
+                    log.error("restoring %s to version %s after a failed write", ref, before[ref])
+                    self.restore(ref, before[ref])
+            raise
+
     def restore(self, ref: TableRef, version: int) -> None:
         """Put ``ref`` back to ``version`` (used to undo a multi-table write that failed half way)."""
         self._delta(ref).restoreToVersion(version)
 
     def _sql_name(self, ref: TableRef) -> str:
         return f"delta.`{self.location(ref)}`" if self.uses_paths else self.location(ref)
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    """One output of :meth:`Lakehouse.overwrite_all`: ``frame`` replaces ``ref`` (or the rows matching
+    ``replace_where``), partitioned by ``partition_by``."""
+
+    frame: DataFrame
+    ref: TableRef
+    partition_by: Sequence[str] = ()
+    replace_where: str | None = None
 
 
 def with_run_metadata(df: DataFrame, run_id: str, generated_at: Column | None = None) -> DataFrame:

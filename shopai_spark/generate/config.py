@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 
@@ -11,26 +12,33 @@ class GenerateConfig:
 
     ``users`` customers, ``skus`` products in ``categories`` categories and ``brands`` brands, order
     history over ``days`` days ending on ``end_date``, about ``events_per_user`` behaviour events per
-    customer. ``dirt_share`` (0..1) is the share of raw rows made dirty (nulls, bad timestamps,
+    customer. ``dirt_share`` (0..0.5) is the share of raw rows made dirty (nulls, bad timestamps,
     negative quantities, unknown event types, duplicates); 0 writes clean files. Same ``seed`` →
     same files. ``raw_dir`` receives ``events/`` (JSON lines), ``orders/`` (CSV in an Online-Retail
     layout: InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, Country)
     and ``products/`` (CSV); ground truth goes to bronze Delta tables ``truth_*``.
+
+    ``bundles`` planted co-purchase bundles of 2-3 SKUs; an order contains a whole bundle with
+    probability ``bundle_rate``. Promotions multiply a SKU's demand by ``promo_lift``. A share
+    ``cancel_rate`` of orders gets a cancellation invoice (``C<InvoiceNo>``, negative quantities) a
+    few days later. ``files_per_table`` is the number of files written per raw table.
     """
 
-    users: int = 2_000
-    skus: int = 300
-    categories: int = 12
-    brands: int = 40
-    days: int = 365
-    end_date: str = "2024-06-30"
-    events_per_user: int = 40
-    bundles: int = 8
-    bundle_rate: float = 0.25
+    users: int = 2_000  # number of customers (>= 1)
+    skus: int = 300  # number of products (>= 1)
+    categories: int = 12  # number of product categories, 1..skus (SKU index i is in category i % categories)
+    brands: int = 40  # number of brands; each SKU gets one at random (>= 1)
+    days: int = 365  # length of the order history in days, ending on end_date (>= 1)
+    end_date: str = "2024-06-30"  # last day of the order history (YYYY-MM-DD)
+    events_per_user: int = 40  # mean behaviour events per customer: order funnels + browsing (>= 1)
+    bundles: int = 8  # planted co-purchase bundles of 2-3 SKUs, 0..skus / 3 (0: none)
+    bundle_rate: float = 0.25  # probability (0..1) that an order also contains one whole bundle
     dirt_share: float = 0.0
     seed: int = 42
     raw_dir: str = "data/raw"
     files_per_table: int = 2
+    promo_lift: float = 2.0
+    cancel_rate: float = 0.02
 
     def __post_init__(self) -> None:
         for name in ("users", "skus", "categories", "brands", "days", "events_per_user", "files_per_table"):
@@ -40,3 +48,16 @@ class GenerateConfig:
             raise ValueError(f"generate.dirt_share must be in [0, 0.5], got {self.dirt_share}")
         if not 0.0 <= self.bundle_rate <= 1.0:
             raise ValueError(f"generate.bundle_rate must be in [0, 1], got {self.bundle_rate}")
+        if self.categories > self.skus:
+            raise ValueError(f"generate.categories ({self.categories}) must be <= generate.skus ({self.skus})")
+        if not 0 <= 3 * self.bundles <= self.skus:
+            raise ValueError(f"generate.bundles must be in [0, skus / 3] (bundles have up to 3 distinct SKUs), "
+                             f"got {self.bundles} for {self.skus} skus")
+        if self.promo_lift < 1.0:
+            raise ValueError(f"generate.promo_lift must be >= 1, got {self.promo_lift}")
+        if not 0.0 <= self.cancel_rate <= 0.2:
+            raise ValueError(f"generate.cancel_rate must be in [0, 0.2], got {self.cancel_rate}")
+        try:
+            dt.date.fromisoformat(self.end_date)
+        except ValueError as exc:
+            raise ValueError(f"generate.end_date must be YYYY-MM-DD, got {self.end_date!r}") from exc

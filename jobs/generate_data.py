@@ -1,0 +1,10 @@
+"""Generate the synthetic shop: raw products/orders/events files and the planted ground truth.
+
+    spark-submit jobs/generate_data.py --conf conf/local.yaml [--set generate.users=10000 ...]
+"""
+
+from shopai_spark.generate.job import run
+from shopai_spark.runtime import main
+
+if __name__ == "__main__":
+    raise SystemExit(main("generate_data", run))
