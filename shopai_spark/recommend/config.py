@@ -2,17 +2,115 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+GRID_KEYS = ("rank", "reg_param", "alpha", "max_iter")
+RANKING_METRICS = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate", "coverage")
+ERROR_METRICS = ("rmse", "mae")
+INT_RANGE = 2**31 - 1
 
 
 @dataclass(frozen=True)
 class AlsConfig:
-    """ALS recommendations: feedback mode, model, evaluation and output sizes."""
+    """ALS recommendations: input, feedback mode, split, model/grid, evaluation and outputs.
 
-    mode: str = "implicit"
-    rank: int = 16
-    reg_param: float = 0.1
-    alpha: float = 10.0
-    max_iter: int = 10
-    top_n: int = 10
-    seed: int = 42
+    Input (``source``): ``events`` (silver.events weighted by ``event_weights``, decayed with
+    ``half_life_days``), ``ratings_table`` (a Delta table ``ratings_table`` = ``layer.name`` with
+    user_id, item_id, rating[, ts]) or ``udata`` (a MovieLens ``u.data`` file at ``ratings_path``).
+    ``test_path`` (u.data format) gives a fixed test set instead of ``split``.
+
+    ``mode``: ``implicit`` (confidence weights, ALS implicitPrefs) or ``explicit`` (ratings). With a
+    ratings source in implicit mode, ratings >= ``positive_threshold`` are positives of weight 1.
+
+    ``grid``: lists of values per key of GRID_KEYS (missing key → the single value above); every
+    combination is a trial (MLflow child run), the best on ``tune_metric`` wins.
+    """
+
+    mode: Literal["implicit", "explicit"] = "implicit"
+    source: Literal["events", "ratings_table", "udata"] = "events"  # events (silver.events), ratings_table
+                                                                    # or udata (a MovieLens u.data file)
+    ratings_table: str = "silver.ratings"  # source=ratings_table: Delta table `layer.name` with
+                                           # user_id, item_id, rating[, ts]
+    ratings_path: str | None = None  # source=udata (required there): path of the u.data file
+    test_path: str | None = None  # ratings sources: a u.data file used as the test set; null = `split`
+    positive_threshold: float = 4.0  # ratings >= this: positives of weight 1 (implicit mode), relevant
+                                     # test items (explicit mode's ranking metrics)
+    event_weights: dict[str, float] = field(  # source=events: weight per event_type (>= 0, one > 0), summed
+                                              # per user and item; other event types are quarantined
+        default_factory=lambda: {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0})
+    half_life_days: float | None = None  # source=events: weights x 0.5 ** (age_days / this); null = no decay
+    reference_ts: str | None = None  # decay: "now" the age is measured from (ISO); null = the latest event
+    # split
+    split: Literal["time", "leave_last_k", "random"] = "leave_last_k"  # time (by ts), leave_last_k (each
+                                                                       # user's last leave_k) or random (hash)
+    test_fraction: float = 0.2  # (0, 1): test share of the random split and of the time split without cut-off
+    split_cutoff: str | None = None  # time split: ts >= this (ISO) is test; null = from test_fraction
+    leave_k: int = 1  # leave_last_k: latest interactions held out per user (users with <= leave_k: all train)
+    # model
+    rank: int = 10  # latent factors per user and item (>= 1)
+    reg_param: float = 0.15  # regularisation (ALS regParam, >= 0)
+    alpha: float = 10.0  # implicit mode: confidence scale of the weights (ALS alpha, >= 0)
+    max_iter: int = 15  # ALS iterations (maxIter, >= 1)
+    checkpoint_interval: int = 5  # checkpoint the lineage every N iterations (into spark.checkpoint_dir)
+    num_blocks: int = 4  # ALS numUserBlocks and numItemBlocks (>= 1)
+    grid: dict[str, list[float]] = field(default_factory=dict)  # values to try for rank, reg_param, alpha,
+                                                                # max_iter; every combination is a trial
+    tune_metric: str | None = None  # picks the best trial; implicit: precision_at_k, recall_at_k, ndcg_at_k,
+                                    # map_at_k, hit_rate, coverage; explicit: rmse, mae; null: ndcg_at_k/rmse
+    refit_full: bool = True  # refit the best parameters on all interactions; false = keep the trial's model
+    # evaluation and outputs
+    k: int = 10  # cut-off of the ranking metrics (precision/recall/NDCG/MAP@k, hit rate, coverage)
+    top_n: int = 10  # recommendations per user in gold.user_recommendations
+    similar_m: int = 10  # similar items per item in gold.similar_items
+    exclude: Literal["purchased", "interacted", "none"] = "purchased"  # never recommended to a user:
+                                                                       # purchased (bought or rated),
+                                                                       # interacted or none
+    block_size: int = 1024  # users (or items) scored per numpy matrix product in the fast top-N
+    registered_model: str | None = "shopai_als"  # MLflow registered model name; null = log, don't register
+    seed: int = 42  # seed of ALS and of the random split
+
+    def __post_init__(self) -> None:
+        for name, value in self.event_weights.items():
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"als.event_weights.{name} must be a finite number >= 0, got {value}")
+        if not any(v > 0 for v in self.event_weights.values()):
+            raise ValueError("als.event_weights needs at least one weight > 0")
+        if self.half_life_days is not None and not self.half_life_days > 0:
+            raise ValueError(f"als.half_life_days must be > 0 or null, got {self.half_life_days}")
+        if self.source == "udata" and not self.ratings_path:
+            raise ValueError("als.ratings_path must be set when als.source is 'udata'")
+        if len(self.ratings_table.split(".")) != 2:
+            raise ValueError(f"als.ratings_table must look like layer.name, got {self.ratings_table!r}")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"als.test_fraction must be in (0, 1), got {self.test_fraction}")
+        for name in ("leave_k", "rank", "max_iter", "checkpoint_interval", "num_blocks", "k", "top_n", "similar_m",
+                     "block_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"als.{name} must be >= 1, got {getattr(self, name)}")
+        if self.reg_param < 0 or self.alpha < 0:
+            raise ValueError("als.reg_param and als.alpha must be >= 0")
+        unknown = sorted(set(self.grid) - set(GRID_KEYS))
+        if unknown:
+            raise ValueError(f"als.grid.{unknown[0]} is not a grid key; use {', '.join(GRID_KEYS)}")
+        for name, values in self.grid.items():
+            if not values:
+                raise ValueError(f"als.grid.{name} must be a non-empty list")
+            if name in ("rank", "max_iter") and any(v < 1 or v != int(v) for v in values):
+                raise ValueError(f"als.grid.{name} must hold integers >= 1, got {values}")
+            if any(v < 0 for v in values):
+                raise ValueError(f"als.grid.{name} must hold values >= 0, got {values}")
+        allowed = ERROR_METRICS if self.mode == "explicit" else RANKING_METRICS
+        if self.tune_metric is not None and self.tune_metric not in allowed:
+            raise ValueError(f"als.tune_metric must be one of {', '.join(allowed)} in {self.mode} mode, "
+                             f"got {self.tune_metric!r}")
+
+    @property
+    def selection_metric(self) -> str:
+        """Metric the grid selects on: ``tune_metric`` or rmse (explicit) / ndcg_at_k (implicit)."""
+        return self.tune_metric or ("rmse" if self.mode == "explicit" else "ndcg_at_k")
+
+    @property
+    def minimize(self) -> bool:
+        return self.selection_metric in ERROR_METRICS

@@ -1,0 +1,68 @@
+"""Bench stages of the ALS job on synthetic implicit feedback with planted taste clusters.
+
+small: 20,000 users x 4,000 items, rank 32; large: 100,000 users x 20,000 items, rank 64 (the
+issue's target size); 20 interactions per user. Stages: fit implicit ALS, then the fast top-10
+for every user (numpy in mapInPandas, :func:`recommend_all`) and MLlib's ``recommendForAllUsers``
+(both fully computed into a no-op sink), and a parity check on 500 sampled users against
+``recommendForUserSubset``: share of (user, rank) with the same item and the largest score gap.
+"""
+
+from __future__ import annotations
+
+from pyspark import StorageLevel
+from pyspark.sql import functions as F
+
+from shopai_spark.recommend.topn import collect_item_factors, recommend_all, recommendations_to_long
+from shopai_spark.recommend.train import Params, fit
+
+SIZES = {"small": (20_000, 4_000, 32, 10), "large": (100_000, 20_000, 64, 5)}  # users, items, rank, iterations
+PER_USER = 20
+CLUSTERS = 50
+TOP = 10
+PARITY_USERS = 500
+
+
+def synthetic_interactions(spark, users: int, items: int, partitions: int = 8):
+    """user_idx, item_idx, rating: 80% of a user's items from the user's cluster, 20% anywhere."""
+    per_cluster = items // CLUSTERS
+    rows = spark.range(0, users * PER_USER, numPartitions=partitions)
+    user = (F.col("id") / PER_USER).cast("int")
+    noise = F.abs(F.xxhash64("id", F.lit(1))) % 1000
+    in_cluster = (user % CLUSTERS) * per_cluster + F.abs(F.xxhash64("id", F.lit(2))) % per_cluster
+    anywhere = F.abs(F.xxhash64("id", F.lit(3))) % items
+    item = F.when(noise < 800, in_cluster).otherwise(anywhere).cast("int")
+    weight = (F.abs(F.xxhash64("id", F.lit(4))) % 5 + 1).cast("double")
+    return rows.select(user.alias("user_idx"), item.alias("item_idx"), weight.alias("rating")) \
+        .groupBy("user_idx", "item_idx").agg(F.sum("rating").alias("rating"))
+
+
+def run(bench) -> None:
+    users, items, rank, iterations = SIZES[bench.size]
+    config = bench.config(f"als.rank={rank}", f"als.max_iter={iterations}", "als.num_blocks=8").als
+    data = synthetic_interactions(bench.spark, users, items).persist(StorageLevel.MEMORY_AND_DISK)
+    rows = data.count()
+    shape = {"users": users, "items": items, "rank": rank}
+
+    with bench.stage("als.train", interactions=rows, iterations=iterations, **shape):
+        model = fit(data, config, Params(rank, config.reg_param, config.alpha, iterations))
+        model.userFactors.count()
+    with bench.stage("als.topn_fast", top=TOP, **shape):
+        factors = collect_item_factors(model.itemFactors)
+        fast = recommend_all(model.userFactors, factors, TOP, block_size=config.block_size)
+        fast.write.format("noop").mode("overwrite").save()
+    fast_seconds = bench.records[-1]["seconds"]
+    with bench.stage("als.topn_mllib_recommendForAllUsers", top=TOP, **shape):
+        recommendations_to_long(model.recommendForAllUsers(TOP)).write.format("noop").mode("overwrite").save()
+    bench.records[-1]["speedup_fast_vs_mllib"] = round(bench.records[-1]["seconds"] / max(fast_seconds, 1e-9), 1)
+    with bench.stage("als.topn_parity", sample_users=PARITY_USERS, **shape) as extra:
+        sample = model.userFactors.select(F.col("id").alias("user_idx")).orderBy(F.rand(7)).limit(PARITY_USERS)
+        mllib = recommendations_to_long(model.recommendForUserSubset(sample, TOP))
+        ours = recommend_all(model.userFactors.join(sample.withColumnRenamed("user_idx", "id"), "id"), factors, TOP,
+                             block_size=config.block_size)
+        joined = mllib.alias("m").join(ours.alias("o"), ["user_idx", "rank"], "full")
+        row = joined.agg(F.avg((F.col("m.item_idx") == F.col("o.item_idx")).cast("double")).alias("same_item"),
+                         F.max(F.abs(F.col("m.score") - F.col("o.score"))).alias("max_score_gap"),
+                         F.count(F.lit(1)).alias("rows")).first()
+        extra.update(same_item_share=round(row["same_item"], 4), max_score_gap=float(f"{row['max_score_gap']:.2g}"),
+                     rows=row["rows"])
+    data.unpersist()

@@ -1,0 +1,10 @@
+"""Recommendations: ALS on implicit (silver.events) or explicit (ratings) feedback → gold tables.
+
+    spark-submit jobs/als.py --conf conf/local.yaml [--set als.mode=explicit ...]
+"""
+
+from shopai_spark.recommend.job import run
+from shopai_spark.runtime import main
+
+if __name__ == "__main__":
+    raise SystemExit(main("als", run))

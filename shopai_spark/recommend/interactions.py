@@ -1,0 +1,110 @@
+"""Feedback → one interaction per (user, item): the input of ALS.
+
+Every source ends in the same columns (``INTERACTION_COLUMNS``):
+``user_id`` STRING, ``item_id`` STRING, ``rating`` DOUBLE (implicit: confidence weight; explicit:
+the rating), ``ts`` TIMESTAMP (latest interaction, may be null), ``consumed`` BOOLEAN (the user
+bought the item; every rated item counts as consumed).
+
+Bad rows are never dropped silently: :func:`event_rules` / :func:`rating_rules` are quality rules,
+and the job quarantines what breaks them (null ids, unknown event types, NaN / negative weights).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from shopai_spark.quality import Rule
+
+INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "ts", "consumed")
+UDATA_SCHEMA = "user_id STRING, item_id STRING, rating STRING, unix_ts STRING"
+SECONDS_PER_DAY = 86_400.0
+
+
+def _blank(column: str) -> Column:
+    return F.col(column).isNull() | (F.trim(F.col(column)) == "")
+
+
+def event_rules(weights: Mapping[str, float]) -> list[Rule]:
+    """Rules for silver.events rows used as implicit feedback (reasons in the quarantine table)."""
+    return [
+        Rule("user_id_missing", _blank("user_id")),
+        Rule("sku_missing", _blank("sku")),
+        Rule("event_type_unweighted", ~F.col("event_type").isin(*weights)),
+        Rule("event_ts_missing", F.col("event_ts").isNull()),
+    ]
+
+
+def rating_rules(mode: str) -> list[Rule]:
+    """Rules for ratings rows (user_id, item_id, rating[, ts]): ids present, rating a finite number,
+    and not negative in implicit mode (a negative confidence breaks implicit ALS)."""
+    rating = F.col("rating")
+    rules = [
+        Rule("user_id_missing", _blank("user_id")),
+        Rule("item_id_missing", _blank("item_id")),
+        Rule("rating_not_a_number", rating.isNull() | F.isnan(rating) | (F.abs(rating) == float("inf"))),
+    ]
+    if mode == "implicit":
+        rules.append(Rule("rating_negative", F.coalesce(rating < 0, F.lit(False))))
+    return rules
+
+
+def weighted_events(events: DataFrame, weights: Mapping[str, float], half_life_days: float | None = None,
+                    reference: dt.datetime | None = None) -> DataFrame:
+    """Valid silver.events → interactions (INTERACTION_COLUMNS), one row per (user, sku).
+
+    Each event weighs ``weights[event_type]``, times ``0.5 ** (age_days / half_life_days)`` when a
+    half-life is given (age = ``reference`` - event_ts, ``reference`` required then; events after
+    ``reference`` count as age 0). Weights are summed per (user, sku); ``consumed`` = any purchase.
+    Rows with zero total weight are dropped (e.g. only views with a view weight of 0).
+    """
+    weight = F.element_at(F.create_map(*[x for k, v in weights.items() for x in (F.lit(k), F.lit(float(v)))]),
+                          F.col("event_type"))
+    if half_life_days is not None:
+        if reference is None:
+            raise ValueError("weighted_events: a half-life needs a reference timestamp")
+        age_days = F.greatest(
+            (F.lit(reference.isoformat(sep=" ")).cast("timestamp").cast("double") - F.col("event_ts").cast("double")) / SECONDS_PER_DAY,
+            F.lit(0.0))
+        weight = weight * F.pow(F.lit(0.5), age_days / F.lit(float(half_life_days)))
+    aggregated = events.groupBy(F.col("user_id"), F.col("sku").alias("item_id")).agg(
+        F.sum(weight).alias("rating"), F.max("event_ts").alias("ts"),
+        F.max(F.col("event_type") == "purchase").alias("consumed"))
+    return aggregated.filter(F.col("rating") > 0).select(*INTERACTION_COLUMNS)
+
+
+def rated_items(ratings: DataFrame, mode: str, positive_threshold: float) -> DataFrame:
+    """Valid ratings (user_id, item_id, rating[, ts]) → interactions (INTERACTION_COLUMNS).
+
+    Explicit: the mean rating per (user, item). Implicit: ratings >= ``positive_threshold`` become
+    positives of weight 1.0, the rest are dropped. ``ts`` is the latest rating time (null if absent).
+    """
+    ts = F.col("ts").cast("timestamp") if "ts" in ratings.columns else F.lit(None).cast("timestamp")
+    frame = ratings.select("user_id", "item_id", F.col("rating").cast("double").alias("rating"), ts.alias("ts"))
+    if mode == "implicit":
+        frame = frame.filter(F.col("rating") >= positive_threshold).withColumn("rating", F.lit(1.0))
+        value = F.max("rating")
+    else:
+        value = F.avg("rating")
+    return frame.groupBy("user_id", "item_id").agg(value.alias("rating"), F.max("ts").alias("ts")).withColumn(
+        "consumed", F.lit(True)).select(*INTERACTION_COLUMNS)
+
+
+def read_udata(spark: SparkSession, path: str) -> DataFrame:
+    """MovieLens ``u.data`` / ``ua.base`` (tab-separated user, item, rating, unix seconds) →
+    user_id STRING, item_id STRING, rating DOUBLE, ts TIMESTAMP (unparsable values become null and
+    are caught by :func:`rating_rules`)."""
+    raw = spark.read.csv(path, sep="\t", schema=UDATA_SCHEMA, header=False)
+    return raw.select(
+        F.trim("user_id").alias("user_id"), F.trim("item_id").alias("item_id"),
+        F.col("rating").try_cast("double").alias("rating"),
+        F.timestamp_seconds(F.col("unix_ts").try_cast("long")).alias("ts"),
+    )
+
+
+def max_timestamp(events: DataFrame, column: str = "event_ts") -> dt.datetime | None:
+    """Latest ``column`` value (one aggregate row), the default reference time of the decay."""
+    return events.agg(F.max(column)).first()[0]
