@@ -2,13 +2,120 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
+from typing import Literal
+
+# Holidays of the default config: New Year, Christmas and Boxing Day 2022..2026 (replace with the
+# shop's own calendar in conf/*.yaml).
+DEFAULT_HOLIDAYS = tuple(f"{y}-{md}" for y in range(2022, 2027) for md in ("01-01", "12-25", "12-26"))
+# Season length of the seasonal-naive forecast (weekly pattern).
+SEASON_DAYS = 7
+
+
+def _check_date(key: str, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"demand.{key} must be YYYY-MM-DD, got {value!r}") from exc
 
 
 @dataclass(frozen=True)
 class DemandConfig:
-    """Daily per-SKU panel: lags, rolling windows, targets."""
+    """Daily per-SKU panel, leak-free features, targets, baseline forecast and inventory signals.
 
-    lags: list[int] = field(default_factory=lambda: [1, 7, 14, 28])
-    rolling_windows: list[int] = field(default_factory=lambda: [7, 28, 91])
-    horizon: int = 7
+    Panel: every SKU x day from its first sale to ``end_date`` (null → the latest order date), ended
+    earlier ``delist_after_days`` days after the SKU's last sale or event (delisted). Orders before
+    ``start_date`` (null → no lower bound) or after ``end_date`` are left out and counted.
+
+    Features at a row's date use only earlier days: ``lags`` of units, mean/std/min/max/sum over
+    ``rolling_windows`` past days, an exponentially weighted mean (``ewm_alpha``, truncated to the
+    last ``ewm_window`` days), share of zero days over ``zero_share_windows``, price and promotion
+    (``price_window``; promo when the last known price <= (1 - ``promo_discount_threshold``) x the
+    highest daily price of the last ``promo_reference_days`` days, or from ``promotions_table``
+    (``layer.name`` with sku, start_date, end_date, discount) when set), calendar with ``holidays``.
+    Targets ``target_1..target_<horizon>``: units on the row's date and the following days.
+
+    ``likely_stockout``: a zero day with views whose zero run is improbable (Poisson probability
+    below ``stockout_max_probability``) at the SKU's past ``stockout_rate_window``-day mean rate.
+
+    ``mode: incremental`` recomputes the last ``incremental_days`` days only (plus the look-back the
+    windows need) and replaces exactly those rows; ``full`` rebuilds the table.
+
+    Forecast: the last ``holdout_days`` forecast origins whose ``lead_time_days`` target is known are
+    the hold-out; models predict ``target_<lead_time_days>``. Inventory: safety stock for
+    ``service_level``.
+    """
+
+    mode: Literal["full", "incremental"] = "full"  # full: rebuild the table; incremental: recompute the last
+                                                   # incremental_days days and replace those rows
+    start_date: str | None = None
+    end_date: str | None = None  # last panel day (YYYY-MM-DD); null = the latest order day; later orders are
+                                 # left out and counted
+    incremental_days: int = 35  # incremental mode: days recomputed up to end_date (> horizon; >= days since
+                                # the last run + horizon - 1)
+    delist_after_days: int = 91  # a SKU's panel ends this many days after its last sale or event (delisted)
+    lags: list[int] = field(default_factory=lambda: [1, 7, 14, 28])  # k: units_lag_<k>, units k days earlier
+    rolling_windows: list[int] = field(default_factory=lambda: [7, 28, 91])  # units mean/std/min/max/sum
+                                                                             # over each w past days
+    ewm_alpha: float = 0.3  # (0, 1): smoothing factor of units_ewm (exponentially weighted mean of units)
+    ewm_window: int = 28  # units_ewm is truncated to this many past days
+    zero_share_windows: list[int] = field(default_factory=lambda: [28, 91])  # w: zero_share_<w>, share of the
+                                                                             # w past days without units
+    price_window: int = 28  # p: price_mean_<p>, the mean daily price of the p past days, and price_rel_<p>
+    promo_reference_days: int = 91  # past days giving price (the latest) and the reference (highest) price
+    promo_discount_threshold: float = 0.1  # (0, 1): promo_flag when 1 - price / reference price >= this
+    promotions_table: str | None = None  # `layer.name` (sku, start_date, end_date, discount) setting
+                                         # promo_discount / promo_flag; null = inferred from prices
+    holidays: list[str] = field(default_factory=lambda: list(DEFAULT_HOLIDAYS))  # holidays (YYYY-MM-DD) for
+                                                                                 # is_holiday and
+                                                                                 # days_to_next_holiday
+    stockout_rate_window: int = 28  # likely_stockout: past days from which a zero run's probability is judged
+    stockout_max_probability: float = 0.01  # (0, 1): likely_stockout when the zero run's Poisson and
+                                            # empirical chances are both below this
+    horizon: int = 7  # target_1..target_<horizon>: target_h = units on the row's day and the h - 1 days after
+    forecast: bool = True  # evaluate the seasonal-naive and GBT forecasts; write gold.inventory_signals
+    lead_time_days: int = 7  # L, <= horizon: forecasts predict target_L; also the inventory lead time
+    holdout_days: int = 28  # forecast dates in the hold-out (the last ones with a known target)
+    service_level: float = 0.95  # (0, 1): cycle service level; safety stock = its normal z x the error std
+    gbt_max_iter: int = 30  # GBTRegressor trees (maxIter, >= 1)
+    gbt_max_depth: int = 5  # GBTRegressor tree depth (maxDepth, >= 1)
+    max_train_rows: int = 500_000  # GBT training rows are sampled down to about this many
+    seed: int = 42  # seed of the GBT and of its training sample
+    demo_sku: str | None = None  # SKU shown in the job summary; null = most units in the last 28 days
+
+    def __post_init__(self) -> None:
+        _check_date("start_date", self.start_date)
+        _check_date("end_date", self.end_date)
+        for i, day in enumerate(self.holidays):
+            _check_date(f"holidays[{i}]", day)
+        for name in ("lags", "rolling_windows", "zero_share_windows"):
+            values = getattr(self, name)
+            if not values or any(v < 1 for v in values) or len(set(values)) != len(values):
+                raise ValueError(f"demand.{name} must be distinct integers >= 1, got {values}")
+        for name in ("ewm_window", "price_window", "promo_reference_days", "stockout_rate_window", "horizon",
+                     "lead_time_days", "holdout_days", "delist_after_days", "gbt_max_iter", "gbt_max_depth",
+                     "max_train_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"demand.{name} must be >= 1, got {getattr(self, name)}")
+        if self.incremental_days <= self.horizon:
+            raise ValueError(f"demand.incremental_days must be > demand.horizon ({self.horizon}) so that targets "
+                             f"that became known are recomputed, got {self.incremental_days}")
+        if self.lead_time_days > self.horizon:
+            raise ValueError(f"demand.lead_time_days must be <= demand.horizon ({self.horizon}), "
+                             f"got {self.lead_time_days}")
+        for name in ("ewm_alpha", "promo_discount_threshold", "stockout_max_probability", "service_level"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"demand.{name} must be in (0, 1), got {getattr(self, name)}")
+        if self.promotions_table is not None and self.promotions_table.count(".") != 1:
+            raise ValueError(f"demand.promotions_table must look like layer.name, got {self.promotions_table!r}")
+        if self.start_date and self.end_date and self.start_date > self.end_date:
+            raise ValueError(f"demand.start_date {self.start_date} is after demand.end_date {self.end_date}")
+
+    @property
+    def lookback_days(self) -> int:
+        """Days of history a feature at a date can read: the longest window or lag."""
+        return max(*self.lags, *self.rolling_windows, *self.zero_share_windows, self.ewm_window,
+                   self.price_window, self.promo_reference_days, self.stockout_rate_window, SEASON_DAYS)

@@ -1,0 +1,210 @@
+"""Demand features job: silver orders/items/events → gold.sku_demand_features (+ forecast, inventory).
+
+Steps: clean order lines (bad lines counted, see :mod:`~shopai_spark.demand.panel`), daily sales and
+activity, SKU lives, calendar-complete panel, features and targets; then (``demand.forecast``) the
+seasonal-naive and GBT baselines on a time hold-out (WAPE/MASE to MLflow) and
+gold.inventory_signals. Everything is computed before anything is written; if the second write
+fails, the table already written is restored to its previous version (Lakehouse.overwrite_all).
+
+``demand.mode = full`` rewrites gold.sku_demand_features (partitioned by ``month``).
+``incremental`` recomputes the days from ``end_date - incremental_days + 1`` (reading
+``lookback_days`` more days of history for the windows) and replaces exactly those rows with
+``replaceWhere``; it falls back to full when the table does not exist yet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from shopai_spark.demand import features as feats
+from shopai_spark.demand import forecast as fc
+from shopai_spark.demand import panel as pnl
+from shopai_spark.demand.config import DemandConfig
+from shopai_spark.demand.inventory import inventory_signals
+from shopai_spark.runtime import JobContext, JobSummary
+from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS
+from shopai_spark.tables import TableRef, TableWrite, with_run_metadata
+
+log = logging.getLogger(__name__)
+
+SKU_DEMAND_FEATURES = TableRef("gold", "sku_demand_features")
+INVENTORY_SIGNALS = TableRef("gold", "inventory_signals")
+INPUTS = (ORDERS.ref, ORDER_ITEMS.ref, EVENTS.ref)
+PARTITION = "month_start"
+DEMO_DAYS = 7
+
+
+class EmptyInputError(RuntimeError):
+    """No valid order line in range: nothing to build the panel from."""
+
+
+def _date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def resolve_end_date(config: DemandConfig, lines: DataFrame) -> dt.date:
+    """``demand.end_date``, or the latest order day on or after ``start_date``."""
+    if config.end_date:
+        return dt.date.fromisoformat(config.end_date)
+    start = _date(config.start_date)
+    dated = lines.filter(F.col("date").isNotNull() & (F.col("quantity") > 0))
+    if start:
+        dated = dated.filter(F.col("date") >= F.lit(start))
+    latest = dated.agg(F.max("date")).first()[0]
+    if latest is None:
+        raise EmptyInputError("demand: silver.order_items has no valid order line in range; nothing was written")
+    return latest
+
+
+def promotions_ref(config: DemandConfig) -> TableRef | None:
+    return TableRef(*config.promotions_table.split(".")) if config.promotions_table else None
+
+
+def incremental_start(ctx: JobContext, end_date: dt.date) -> dt.date | None:
+    """First recomputed day in incremental mode; None for a full rebuild."""
+    config = ctx.config.demand
+    if config.mode != "incremental":
+        return None
+    if not ctx.lakehouse.exists(SKU_DEMAND_FEATURES):
+        log.warning("demand: %s does not exist yet; incremental run falls back to a full rebuild", SKU_DEMAND_FEATURES)
+        return None
+    return end_date - dt.timedelta(days=config.incremental_days - 1)
+
+
+def build_features(ctx: JobContext, lines: DataFrame, events: DataFrame, end_date: dt.date,
+                   from_date: dt.date | None) -> tuple[DataFrame, DataFrame]:
+    """(feature rows from ``from_date`` (or the start) to the end date + forecast-origin rows of the next
+    day, sales per SKU day). Output columns: :func:`~shopai_spark.demand.features.output_columns`."""
+    config = ctx.config.demand
+    start = _date(config.start_date)
+    sales = pnl.daily_sales(pnl.valid_lines(lines, start, end_date)).persist(StorageLevel.MEMORY_AND_DISK)
+    activity = pnl.daily_activity(events, start, end_date).persist(StorageLevel.MEMORY_AND_DISK)
+    bounds = pnl.sku_bounds(sales, activity, end_date, config.delist_after_days)
+    grid_from = from_date - dt.timedelta(days=config.lookback_days) if from_date else None
+    origin_day = end_date + dt.timedelta(days=1)
+    panel = pnl.build_panel(sales, activity, bounds, from_date=grid_from, extra_day=origin_day)
+    ref = promotions_ref(config)
+    promotions = ctx.lakehouse.read(ref) if ref else None
+    featured = feats.add_features(panel, config, end_date, promotions).select(*feats.output_columns(config))
+    if from_date:
+        featured = featured.filter(F.col("date") >= F.lit(from_date))
+    return featured, sales
+
+
+def input_counts(sales: DataFrame, features: DataFrame) -> dict[str, int]:
+    """SKUs in the panel, SKUs without any priced sale, panel rows and likely-stockout days."""
+    skus = sales.groupBy("sku").agg(F.sum("priced_units").alias("priced")).agg(
+        F.count("*").alias("skus"), F.sum(F.when(F.col("priced") == 0, 1).otherwise(0)).alias("no_price")).first()
+    rows = features.agg(F.count("*").alias("rows"), F.sum(F.col("likely_stockout").cast("long")).alias("out")).first()
+    return {"skus": int(skus["skus"]), "skus_without_price": int(skus["no_price"] or 0),
+            "panel_rows": int(rows["rows"]), "likely_stockout_days": int(rows["out"] or 0)}
+
+
+def training_frame(ctx: JobContext, features: DataFrame, from_date: dt.date | None) -> DataFrame:
+    """Rows the forecaster sees: this run's rows, plus (incremental) the stored rows before ``from_date``."""
+    if from_date is None:
+        return features
+    stored = (ctx.lakehouse.read(SKU_DEMAND_FEATURES).filter(F.col("date") < F.lit(from_date))
+              .select(*features.columns))
+    return stored.unionByName(features)
+
+
+def busy_sku_lines(config: DemandConfig, table: DataFrame, signals: DataFrame | None,
+                   end_date: dt.date) -> list[str]:
+    """Summary lines: the last days of the panel for ``demo_sku`` (default: most units in the last 28
+    days) and its inventory signal."""
+    sku = config.demo_sku or (table.filter(F.col("date") > F.lit(end_date - dt.timedelta(days=28)))
+                              .groupBy("sku").agg(F.sum("units").alias("u")).orderBy(F.desc("u"), "sku")
+                              .first()["sku"])
+    columns = ["date", "units", "views", "price", "promo_flag", f"units_mean_{max(config.rolling_windows)}",
+               "likely_stockout", "target_1"]
+    last = (table.filter(F.col("sku") == sku).orderBy(F.desc("date")).limit(DEMO_DAYS).select(*columns)
+            .toPandas().sort_values("date"))
+    lines = [f"  busy SKU {sku}: last {len(last)} days of the panel", *("    " + s for s in
+                                                                        last.to_string(index=False).splitlines())]
+    if signals is not None:
+        row = signals.filter(F.col("sku") == sku).first()
+        if row is not None:
+            lines.append(f"    inventory ({row['forecast_model']}, lead time {row['lead_time_days']} d, service "
+                         f"{row['service_level']:.0%}): forecast {row['forecast_lead_time_units']:.1f} units, "
+                         f"safety stock {row['safety_stock_units']:.1f}, reorder point "
+                         f"{row['reorder_point_units']:.1f}")
+    return lines
+
+
+def run(ctx: JobContext) -> JobSummary:
+    config = ctx.config.demand
+    lake = ctx.lakehouse
+    refs = [*INPUTS, *([promotions_ref(config)] if config.promotions_table else [])]
+    ctx.run.log_input_versions(lake, refs)
+
+    with ctx.step("order lines") as counts:
+        lines = pnl.order_lines(lake.read(ORDERS.ref), lake.read(ORDER_ITEMS.ref)).persist(
+            StorageLevel.MEMORY_AND_DISK)
+        end_date = resolve_end_date(config, lines)
+        issues = pnl.line_issue_counts(lines, _date(config.start_date), end_date)
+        counts.update(end_date=str(end_date), **issues)
+    from_date = incremental_start(ctx, end_date)
+    mode = "incremental" if from_date else "full"
+    ctx.run.log_params({"demand.resolved_end_date": str(end_date), "demand.resolved_mode": mode,
+                        "demand.recompute_from": str(from_date)})
+
+    with ctx.step(f"features ({mode})") as counts:
+        featured, sales = build_features(ctx, lines, lake.read(EVENTS.ref), end_date, from_date)
+        featured = featured.persist(StorageLevel.MEMORY_AND_DISK)
+        table = featured.filter(F.col("date") <= F.lit(end_date))
+        stats = input_counts(sales, table)
+        counts.update(stats)
+    if stats["panel_rows"] == 0:
+        raise EmptyInputError(f"demand: no panel rows for {mode} run ending {end_date}; nothing was written")
+
+    result = signals = None
+    if config.forecast:
+        with ctx.step("forecast + inventory") as counts:
+            frame = fc.with_model_columns(training_frame(ctx, featured, from_date), config).persist(
+                StorageLevel.MEMORY_AND_DISK)
+            result = fc.evaluate(frame, config, end_date)
+            if result is not None:
+                origin = frame.filter(F.col("date") == F.lit(end_date + dt.timedelta(days=1)))
+                signals = inventory_signals(origin, result, config, end_date).cache()
+                counts.update(best=result.best, skus=signals.count())
+            frame.unpersist()
+
+    with ctx.step("write"):
+        gold = with_run_metadata(table.withColumn(PARTITION, F.trunc("date", "month")), ctx.run.run_id)
+        replace = f"date >= '{from_date}'" if from_date else None
+        tables = {str(SKU_DEMAND_FEATURES): stats["panel_rows"]}
+        writes = [TableWrite(gold.repartition(PARTITION), SKU_DEMAND_FEATURES, [PARTITION], replace)]
+        if signals is not None:
+            writes.append(TableWrite(with_run_metadata(signals, ctx.run.run_id), INVENTORY_SIGNALS))
+            tables[str(INVENTORY_SIGNALS)] = signals.count()
+        lake.overwrite_all(writes)
+
+    metrics = {f"lines_{k}": float(v) for k, v in issues.items()}
+    metrics.update({k: float(v) for k, v in stats.items()})
+    lines_out = [f"  mode {mode}, end date {end_date}" + (f", recomputed from {from_date}" if from_date else ""),
+                 "  bad order lines: " + ", ".join(f"{k}={v}" for k, v in issues.items())]
+    if result is not None:
+        metrics.update({k: v for k, v in result.metrics.items() if v is not None})
+        ctx.run.log_table(fc.metrics_table(result), "forecast_metrics")
+        by_date = fc.holdout_by_date(result)
+        ctx.run.log_table(by_date, "holdout_by_date")
+        ctx.run.log_figure(fc.plot_holdout(by_date, config.lead_time_days), "holdout_forecast")
+        lines_out.append(f"  forecast of units over {config.lead_time_days} days on hold-out "
+                         f"{result.split.holdout_start}..{result.split.holdout_end}: " + ", ".join(
+                             f"{m} WAPE {result.metrics[f'{m}_wape'] or float('nan'):.3f} "
+                             f"MASE {result.metrics[f'{m}_mase'] or float('nan'):.3f}" for m in fc.MODELS)
+                         + f" → {result.best}")
+    elif config.forecast:
+        lines_out.append("  forecast skipped: not enough history for a training set and a hold-out")
+    ctx.run.log_metrics(metrics)
+    lines_out += busy_sku_lines(config, table, signals, end_date)
+    for cached in (featured, sales, lines):
+        cached.unpersist()
+    return JobSummary(job=ctx.job, run_id=ctx.run.run_id, tables=tables,
+                      metrics={k: v for k, v in metrics.items() if k.endswith(("_wape", "_mase"))}, lines=lines_out)
