@@ -8,14 +8,15 @@
 
 from shopai_spark.notebook import config_from_widgets, declare_widgets
 
-declare_widgets(dbutils)
+PARAMETERS = ["ingest.cancellation_prefix"]
+declare_widgets(dbutils, PARAMETERS)
 
 # COMMAND ----------
 
 from shopai_spark.ingest.job import run
 from shopai_spark.notebook import run_notebook_job
 
-config = config_from_widgets(dbutils)
+config = config_from_widgets(dbutils, PARAMETERS)
 summary = run_notebook_job("ingest", run, config, spark)
 print(summary.render())
 
