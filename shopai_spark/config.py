@@ -34,8 +34,12 @@ class ConfigError(ValueError):
 class SparkConfig:
     """How to get a SparkSession.
 
-    ``master`` set (e.g. ``local[2]``): a local session with Delta jars resolved by pip/Ivy.
-    ``master`` null: reuse the active session (Databricks) or let ``spark-submit`` decide.
+    ``master`` set (like ``local[2]``): a local session with Delta jars resolved by pip/Ivy; null:
+    reuse the active session (Databricks) or let ``spark-submit --master`` decide. ``app_name`` names
+    the application. ``shuffle_partitions`` sets spark.sql.shuffle.partitions. ``ui_enabled`` turns
+    the local Spark UI on or off. ``driver_memory`` is the local driver's heap (all of Spark in local
+    mode). ``checkpoint_dir`` is the RDD checkpoint folder (ALS needs one against lineage stack
+    overflows). ``log_level`` is Spark's log level. ``conf`` holds any extra Spark settings.
     """
 
     master: str | None = "local[2]"
@@ -58,12 +62,18 @@ class LakehouseConfig:
 
     root: str | None = "lakehouse"
     catalog: str | None = None
-    schema_prefix: str = ""
+    schema_prefix: str = ""  # catalog mode: schema name prefix (`dev_` → dev_bronze, dev_silver, dev_gold)
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """MLflow: tracking store, artifact location for new experiments, experiment name."""
+    """MLflow.
+
+    ``tracking_uri``: the tracking store (``sqlite:///mlflow.db``, ``http://…``, ``databricks``).
+    ``registry_uri``: the model registry (null = the tracking store). ``artifact_location``: where a
+    new experiment stores artifacts (a local folder or URI; null = the server's default).
+    ``experiment``: the experiment name. ``enabled``: false runs jobs without MLflow.
+    """
 
     tracking_uri: str = "sqlite:///mlflow.db"
     registry_uri: str | None = None
@@ -76,32 +86,38 @@ class TrackingConfig:
 class ColumnMapping:
     """Canonical column name → the column name in the retailer's export."""
 
-    columns: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)  # canonical name → export column name; canonical
+                                                           # names not listed are read under their own name
 
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """One raw source: path (glob allowed), file format and the export's column names.
+    """One raw source of the ingest job.
 
-    ``columns`` maps canonical name → source column; canonical names not listed are read under
-    their own name. ``timestamp_format`` is a Spark datetime pattern; null means ISO-8601.
+    ``path``: file, folder or glob. ``format``: csv, json or parquet. ``columns`` maps canonical
+    name → the export's column name; canonical names not listed are read under their own name.
+    ``timestamp_format``: a Spark datetime pattern; null means ISO-8601. ``csv_delimiter`` and
+    ``encoding`` apply to CSV.
     """
 
-    path: str
-    format: Literal["csv", "json", "parquet"] = "csv"
-    columns: dict[str, str] = field(default_factory=dict)
-    timestamp_format: str | None = None
-    csv_delimiter: str = ","
-    encoding: str = "UTF-8"
+    path: str  # file, folder or glob of the export (required)
+    format: Literal["csv", "json", "parquet"] = "csv"  # csv (with a header row), json (JSON lines) or parquet
+    columns: dict[str, str] = field(default_factory=dict)  # canonical name → export column name; canonical
+                                                           # names not listed are read under their own name
+    timestamp_format: str | None = None  # Spark datetime pattern of event_ts / order_ts; null = ISO-8601
+    csv_delimiter: str = ","  # field separator (csv only)
+    encoding: str = "UTF-8"  # character encoding (csv only)
 
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """Raw sources and the validation rules' knobs.
+    """Raw sources and validation knobs of the ingest job (rules: docs/ingest.md).
 
-    Returns rule (see docs/tables.md): an order line whose ``order_id`` starts with
-    ``cancellation_prefix`` is a cancellation/return; with a negative quantity it goes to
-    ``silver.returns`` (quantity made positive), never into ``silver.order_items``.
+    ``events``, ``orders``, ``products``: the three raw sources. ``cancellation_prefix``: an order
+    line whose ``order_id`` starts with it is a cancellation/return and, with a negative quantity,
+    goes to silver.returns (quantity made positive), never into silver.order_items. ``min_ts``:
+    earlier timestamps are quarantined. ``max_future_days``: timestamps more than this many days
+    after now are quarantined.
     """
 
     events: SourceConfig = field(default_factory=lambda: SourceConfig(path="data/raw/events", format="json"))

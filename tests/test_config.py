@@ -66,3 +66,11 @@ def test_flatten_gives_every_leaf():
 def test_job_entry_point_exits_2_with_the_key(capsys):
     assert main("ingest", lambda ctx: None, ["--conf", str(LOCAL_CONF), "--set", "als.rnak=3"]) == 2
     assert "unknown config key 'als.rnak'" in capsys.readouterr().err
+
+
+def test_readme_configuration_reference_is_generated_from_the_classes():
+    from shopai_spark.config_reference import README, updated_readme
+
+    text = README.read_text()
+    assert updated_readme(text) == text, "run: .venv/bin/python -m shopai_spark.config_reference"
+    assert "| `spark.master` |" in text and "| `ingest.cancellation_prefix` |" in text
