@@ -4,9 +4,12 @@ One master and two workers are started from the installed pyspark (``spark-class
 127.0.0.1); each job runs as ``spark-submit --master spark://127.0.0.1:<port> --py-files
 dist/shopai_spark.zip jobs/<job>.py --conf conf/cluster.yaml`` with the lakehouse, raw files and
 MLflow store overridden to a local folder. After each job its tables and its MLflow run are checked.
-The cluster is stopped by PID at the end — also when a job fails.
 
-    python scripts/cluster_test.py [--jobs generate_data,ingest,...] [--workdir DIR]
+Then a re-run of ``als`` is killed (SIGKILL to spark-submit, which takes its driver with it) once it
+has logged that it is tuning: every ALS output table must still be at its previous Delta version with
+the same rows. The cluster is stopped by PID at the end — also when a job fails.
+
+    python scripts/cluster_test.py [--jobs generate_data,ingest,...] [--workdir DIR] [--no-kill-test]
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.0.1"
 JOBS: dict[str, list[str]] = {
     "generate_data": ["bronze/truth_customer_segments", "bronze/truth_bundles"],
     "ingest": ["silver/events", "silver/orders", "silver/order_items", "silver/products"],
+    "als": ["gold/user_recommendations", "gold/similar_items", "gold/als_user_index", "gold/als_item_index"],
+    "fpgrowth": ["gold/frequent_itemsets", "gold/association_rules", "gold/frequently_bought_together"],
+    "segments": ["gold/customer_segments", "gold/segment_profiles", "gold/segment_migrations"],
+    "demand_features": ["gold/sku_demand_features", "gold/inventory_signals"],
 }
+KILLED_JOB = "als"
+KILL_WHEN_LOGGED = "als | index ids"   # the job is past reading its input, before any write
 
 
 def free_port() -> int:
@@ -134,10 +143,48 @@ def check_outputs(job: str, workdir: Path) -> None:
         raise AssertionError(f"{job}: no FINISHED MLflow run found")
 
 
+def table_state(workdir: Path, table: str) -> tuple[int, int]:
+    """(latest Delta version, rows) of ``lakehouse/<table>``, read in a separate local process."""
+    from delta import configure_spark_with_delta_pip
+    from pyspark.sql import SparkSession
+
+    builder = (SparkSession.builder.master("local[1]").appName("cluster-test-check")
+               .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+               .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+               .config("spark.ui.enabled", "false"))
+    spark = configure_spark_with_delta_pip(builder).getOrCreate()
+    path = str(workdir / "lakehouse" / table)
+    version = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()["version"]
+    return int(version), spark.read.format("delta").load(path).count()
+
+
+def kill_mid_run(cluster_url: str, py_files: Path, workdir: Path) -> None:
+    """Start KILLED_JOB again, SIGKILL it once KILL_WHEN_LOGGED appears, check its tables are unchanged."""
+    before = {table: table_state(workdir, table) for table in JOBS[KILLED_JOB]}
+    command = submit_command(cluster_url, py_files, KILLED_JOB, workdir) + ["--set", "als.rank=12"]
+    proc = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if KILL_WHEN_LOGGED in line:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    if not any(KILL_WHEN_LOGGED in line for line in seen):
+        print("".join(seen[-80:]))
+        raise AssertionError(f"kill test: {KILLED_JOB} ended before logging {KILL_WHEN_LOGGED!r}")
+    after = {table: table_state(workdir, table) for table in JOBS[KILLED_JOB]}
+    if after != before:
+        raise AssertionError(f"kill test: tables changed by a killed run: before {before}, after {after}")
+    print(f"cluster-test: {KILLED_JOB} killed mid-run; its tables kept their versions {before}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", default=",".join(JOBS))
     parser.add_argument("--workdir")
+    parser.add_argument("--no-kill-test", action="store_true", help="skip the killed-run check")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="shopai-cluster-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"cluster-test: {job} failed with exit code {result.returncode}")
             check_outputs(job, workdir)
             print(f"cluster-test: {job} ok in {time.perf_counter() - started:.0f} s", flush=True)
+        if not args.no_kill_test and KILLED_JOB in args.jobs.split(","):
+            kill_mid_run(cluster.url, py_files, workdir)
     finally:
         cluster.stop()
     shutil.rmtree(workdir, ignore_errors=True)
