@@ -3,17 +3,23 @@ one local MLflow store (SQLite) for the run, and a way to build configs pointing
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from shopai_spark.config import AppConfig, SparkConfig, load_config
+from shopai_spark.generate.job import run as generate_data
+from shopai_spark.ingest.job import run as ingest
+from shopai_spark.runtime import main
 from shopai_spark.session import get_spark
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 LOCAL_CONF = ROOT / "conf" / "local.yaml"
+# The generated shop the job end-to-end tests share (400 customers, 300 SKUs, one year, 1% dirt).
+SHOP = ["generate.users=400", "generate.events_per_user=20", "generate.dirt_share=0.01"]
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +68,30 @@ def base_overrides(tmp_path: Path, mlflow_store: dict[str, str]) -> list[str]:
         f"tracking.experiment={experiment}",
         f"spark.checkpoint_dir={tmp_path / 'checkpoints'}",
     ]
+
+
+def cli_args(tmp_path: Path, mlflow_store: dict[str, str], *overrides: str) -> list[str]:
+    """``--conf conf/local.yaml --set ...`` as a user types them, pointed at ``tmp_path``."""
+    return ["--conf", str(LOCAL_CONF), *[a for s in (*base_overrides(tmp_path, mlflow_store), *overrides)
+                                          for a in ("--set", s)]]
+
+
+@pytest.fixture(scope="session")
+def generated_shop(tmp_path_factory, mlflow_store, spark) -> Path:
+    """The lakehouse of a generated shop (SHOP) after generate → ingest through the jobs' entry
+    point, built once per test run. Tests take a copy with :func:`shop_lakehouse`."""
+    root = tmp_path_factory.mktemp("shop")
+    args = cli_args(root, mlflow_store, *SHOP)
+    assert main("generate_data", generate_data, args) == 0
+    assert main("ingest", ingest, args) == 0
+    return root / "lakehouse"
+
+
+@pytest.fixture
+def shop_lakehouse(generated_shop, tmp_path) -> Path:
+    """A private copy of the generated shop's lakehouse at ``tmp_path/lakehouse`` (where
+    :func:`base_overrides` points ``lakehouse.root``), so a job test can write its gold tables."""
+    return Path(shutil.copytree(generated_shop, tmp_path / "lakehouse"))
 
 
 def shared_data(name: str) -> Path:

@@ -1,4 +1,4 @@
-"""End to end: generate → ingest → demand_features through ``runtime.main`` at a small size."""
+"""End to end: demand_features through ``runtime.main`` on the generated shop."""
 
 from __future__ import annotations
 
@@ -6,25 +6,18 @@ from pyspark.sql import functions as F
 
 from shopai_spark.demand.job import INVENTORY_SIGNALS, SKU_DEMAND_FEATURES
 from shopai_spark.demand.job import run as demand_job
-from shopai_spark.generate.job import run as generate_job
-from shopai_spark.ingest.job import run as ingest_job
 from shopai_spark.runtime import main
 from shopai_spark.schemas import ORDER_ITEMS, TRUTH_PROMOTIONS
 from shopai_spark.tables import Lakehouse
 
-from .conftest import LOCAL_CONF, base_overrides
+from .conftest import cli_args
 
-SMALL = ["generate.users=300", "generate.skus=40", "generate.days=120", "generate.events_per_user=20",
-         "generate.dirt_share=0.02", "demand.promotions_table=bronze.truth_promotions", "demand.gbt_max_iter=5",
+SMALL = ["demand.promotions_table=bronze.truth_promotions", "demand.gbt_max_iter=5",
          "demand.holdout_days=14"]
 
 
-def test_generate_ingest_demand(tmp_path, mlflow_store, make_config, spark, capsys):
-    args = ["--conf", str(LOCAL_CONF)]
-    for item in [*base_overrides(tmp_path, mlflow_store), *SMALL]:
-        args += ["--set", item]
-    for name, job in (("generate_data", generate_job), ("ingest", ingest_job), ("demand_features", demand_job)):
-        assert main(name, job, args) == 0
+def test_demand_on_the_generated_shop(tmp_path, mlflow_store, shop_lakehouse, make_config, spark, capsys):
+    assert main("demand_features", demand_job, cli_args(tmp_path, mlflow_store, *SMALL)) == 0
     out = capsys.readouterr().out
     assert "== demand_features" in out and "busy SKU" in out and "reorder point" in out
 

@@ -1,5 +1,6 @@
-"""End to end through the entry points a user runs: generate → ingest (jobs/*.py main), and the
-pipeline command; checks silver tables, quarantine and the MLflow runs."""
+"""End to end through the command a user runs: ``python jobs/pipeline.py --steps ...`` (generate →
+ingest → fpgrowth); checks progress lines, silver tables, quarantine and the MLflow runs. Every job's
+own entry point is tested on the generated shop in tests/test_<domain>_e2e.py / *_job.py."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ import runpy
 import sys
 
 import mlflow
-import pytest
 from pyspark.sql import functions as F
 
 from shopai_spark.quality import QUARANTINE
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS, TRUTH_SEGMENTS
-from shopai_spark.tables import Lakehouse
+from shopai_spark.tables import Lakehouse, TableRef
 
-from .conftest import LOCAL_CONF, ROOT, base_overrides
+from .conftest import ROOT, cli_args
 
 SMALL = ["generate.users=300", "generate.skus=60", "generate.days=120", "generate.events_per_user=20",
          "generate.dirt_share=0.02"]
+STEPS = "generate_data,ingest,fpgrowth"
 
 
 def run_entry_point(script: str, args: list[str]) -> int:
@@ -33,23 +34,20 @@ def run_entry_point(script: str, args: list[str]) -> int:
     raise AssertionError(f"{script} did not exit with a status")
 
 
-@pytest.fixture
-def cli_args(tmp_path, mlflow_store):
-    sets = [*base_overrides(tmp_path, mlflow_store), *SMALL]
-    return ["--conf", str(LOCAL_CONF), *[a for s in sets for a in ("--set", s)]]
-
-
-def test_generate_then_ingest_through_the_job_scripts(cli_args, make_config, spark, capsys):
-    assert run_entry_point("generate_data.py", cli_args) == 0
-    assert run_entry_point("ingest.py", cli_args) == 0
+def test_pipeline_command_runs_the_chosen_steps_in_order(tmp_path, mlflow_store, make_config, spark, capsys):
+    assert run_entry_point("pipeline.py", [*cli_args(tmp_path, mlflow_store, *SMALL), "--steps", STEPS]) == 0
     out = capsys.readouterr().out
-    assert "== ingest" in out and "quarantined" in out
+    progress = [line for line in out.splitlines() if line.startswith("[")]
+    assert [line.split(":")[0] for line in progress] == ["[1/3] generate_data", "[2/3] ingest", "[3/3] fpgrowth"]
+    assert all(" rows written in " in line for line in progress)
+    assert "== ingest" in out and "quarantined" in out and "Done." in out and "mlflow ui --backend-store-uri" in out
 
     config = make_config(*SMALL)
     lakehouse = Lakehouse(spark, config.lakehouse)
     counts = {t.ref.name: lakehouse.read(t.ref).count() for t in (EVENTS, ORDERS, ORDER_ITEMS, RETURNS, PRODUCTS)}
     assert all(n > 0 for n in counts.values()), counts
     assert lakehouse.read(TRUTH_SEGMENTS).count() == 300
+    assert lakehouse.read(TableRef("gold", "association_rules")).count() > 0
     # dirt was quarantined, not dropped and not let through
     reasons = {r.reason for r in lakehouse.read(QUARANTINE).select(F.explode(F.split("reason", ";")).alias("reason"))
                .distinct().collect()}
@@ -57,13 +55,11 @@ def test_generate_then_ingest_through_the_job_scripts(cli_args, make_config, spa
     assert lakehouse.read(ORDER_ITEMS.ref).filter("quantity <= 0").count() == 0
 
     runs = mlflow.search_runs(experiment_names=[config.tracking.experiment], order_by=["start_time ASC"])
-    assert list(runs["tags.job"]) == ["generate_data", "ingest"]
+    assert list(runs["tags.job"]) == STEPS.split(",")
     assert set(runs["status"]) == {"FINISHED"}
-    ingest_run = runs.iloc[1]
-    assert ingest_run["metrics.events.rows_read"] >= counts["events"]
+    assert runs.iloc[1]["metrics.events.rows_read"] >= counts["events"]
 
 
-def test_pipeline_command_runs_every_step(cli_args, capsys):
-    assert run_entry_point("pipeline.py", cli_args) == 0
-    out = capsys.readouterr().out
-    assert "[1/" in out and "Done." in out and "mlflow ui --backend-store-uri" in out
+def test_pipeline_command_rejects_an_unknown_step(tmp_path, mlflow_store, capsys):
+    assert run_entry_point("pipeline.py", [*cli_args(tmp_path, mlflow_store), "--steps", "ingest,forecast"]) == 2
+    assert "unknown pipeline step(s) ['forecast']" in capsys.readouterr().err

@@ -210,19 +210,13 @@ def test_fit_refit_and_score(spark, make_config, shop):
                                atol=1e-9)
 
 
-def test_end_to_end_on_generator_output(spark, make_config, tmp_path, mlflow_store):
-    """generate → ingest → segments through runtime.main; planted truth recovered (ARI >= 0.8)."""
-    generate = pytest.importorskip("shopai_spark.generate.job", reason="generator not written yet")
-    from shopai_spark.ingest.job import run as ingest
+def test_end_to_end_on_generator_output(spark, make_config, tmp_path, mlflow_store, shop_lakehouse):
+    """segments through runtime.main on the generated shop; planted truth recovered (ARI >= 0.8)."""
     from shopai_spark.runtime import main
-    from tests.conftest import LOCAL_CONF, base_overrides
+    from tests.conftest import cli_args
 
-    settings = [*base_overrides(tmp_path, mlflow_store), "generate.users=400", "generate.dirt_share=0.01"]
-    argv = ["--conf", str(LOCAL_CONF), *[f"--set={s}" for s in settings]]
-    assert main("generate_data", generate.run, argv) == 0
-    assert main("ingest", ingest, argv) == 0
-    assert main("segments", run, argv) == 0
-    config = make_config(*settings[-2:])
+    assert main("segments", run, cli_args(tmp_path, mlflow_store)) == 0
+    config = make_config()
     runs = mlflow.search_runs(experiment_names=[config.tracking.experiment], filter_string="tags.job = 'segments'")
     assert runs["metrics.truth_ari"].iloc[0] >= 0.8
     assert Lakehouse(spark, config.lakehouse).read(CUSTOMER_SEGMENTS).count() > 0
