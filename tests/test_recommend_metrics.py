@@ -139,3 +139,15 @@ def test_exclusion_similar_items_and_popularity_match_numpy(spark, model):
         assert got[got.user_idx == u].sort_values("rank")["item_idx"].tolist() == [
             i for i in order if i not in bought][:K]
     assert got.groupby("user_idx")["score"].apply(lambda s: s.is_monotonic_decreasing).all()
+
+
+def test_similar_items_without_arrow(spark, model):
+    """A cluster session may run with Arrow off: the driver-side item table must still convert."""
+    items = collect_item_factors(model[0].itemFactors)
+    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "false")
+    try:
+        with_arrow_off = similar_items(items, spark, 3).orderBy("item_idx", "rank")
+        assert with_arrow_off.count() == 3 * len(items.ids)
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+    assert_approx_df_equality(with_arrow_off, similar_items(items, spark, 3).orderBy("item_idx", "rank"), precision=1e-6)

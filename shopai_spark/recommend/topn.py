@@ -132,7 +132,8 @@ def similar_items(items: ItemFactors, spark: SparkSession, m: int, block_size: i
                   partitions: int | None = None) -> DataFrame:
     """Top ``m`` other items per item by cosine similarity of factors → item_idx, rank,
     similar_idx, score."""
-    table = pd.DataFrame({"item_idx": items.ids.astype(np.int32), "features": list(items.vectors)})
+    # plain Python lists: without Arrow (a cluster's default) Spark cannot take numpy float32 elements
+    table = pd.DataFrame({"item_idx": items.ids.astype(np.int32), "features": items.vectors.tolist()})
     queries = spark.createDataFrame(table, "item_idx INT, features ARRAY<FLOAT>")
     if partitions:
         queries = queries.repartition(partitions)
