@@ -41,10 +41,11 @@ def synthetic_baskets(spark, baskets: int, partitions: int = 16, seed: int = 1):
 def run(bench) -> None:
     config = bench.config("fpgrowth.min_support=0.001", "fpgrowth.min_confidence=0.5").fpgrowth
     for n in SIZES[bench.size]:
-        with bench.stage("fpgrowth.baskets", baskets=n):
+        label = f"{n // 1000:,}k"   # one record per basket count, so the growth from one to the next stays visible
+        with bench.stage(f"fpgrowth.baskets_{label}", baskets=n):
             baskets = synthetic_baskets(bench.spark, n).persist(StorageLevel.MEMORY_AND_DISK)
             max_size = baskets.agg(F.max("size")).first()[0]
-        with bench.stage("fpgrowth.mine", baskets=n, min_support=config.min_support,
+        with bench.stage(f"fpgrowth.mine_{label}", baskets=n, min_support=config.min_support,
                          min_confidence=config.min_confidence) as extra:
             mined = mine(baskets, n, max_size, config)
             fbt_rows = mined.fbt.count()

@@ -116,6 +116,8 @@ def overrides(workdir: Path) -> list[str]:
         f"spark.checkpoint_dir={workdir / 'checkpoints'}",
         "spark.shuffle_partitions=4",
         "generate.users=400", "generate.skus=80", "generate.days=120",
+        # small searches: this checks that every job runs on a cluster, not model quality
+        "segments.k_max=4", "segments.n_init=1", "demand.gbt_max_iter=5", "als.max_iter=5",
     ]
     return [arg for s in sets for arg in ("--set", s)]
 
@@ -151,7 +153,7 @@ def table_state(workdir: Path, table: str) -> tuple[int, int]:
     builder = (SparkSession.builder.master("local[1]").appName("cluster-test-check")
                .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
                .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-               .config("spark.ui.enabled", "false"))
+               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false"))
     spark = configure_spark_with_delta_pip(builder).getOrCreate()
     path = str(workdir / "lakehouse" / table)
     version = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()["version"]
