@@ -89,6 +89,20 @@ def test_top_k_rows_matches_argsort():
     assert top_k_rows(scores, 99)[0].shape == (7, 40)
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_top_k_rows_with_ties_and_excluded_items_matches_a_stable_sort(ties):
+    """Wide rows take the chunk-maximum shortcut; ties keep the lower position; -inf only when needed."""
+    rng = np.random.default_rng(1)
+    for k, width in [(3, 500), (10, 2000), (7, 60), (5, 5)]:
+        scores = (rng.integers(0, 4, size=(20, width)) if ties else rng.normal(size=(20, width))).astype(np.float32)
+        scores[rng.random(scores.shape) < 0.4] = -np.inf
+        scores[0, :-2] = -np.inf   # a row with fewer than k finite scores
+        positions, values = top_k_rows(scores, k)
+        want = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(positions, want)
+        np.testing.assert_array_equal(values, np.take_along_axis(scores, want, 1))
+
+
 @pytest.fixture(scope="module")
 def model(spark):
     rng = np.random.default_rng(5)

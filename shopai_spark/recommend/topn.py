@@ -54,17 +54,36 @@ def collect_item_factors(factors: DataFrame, id_col: str = "id", features_col: s
     return ItemFactors(table[id_col].to_numpy(dtype=np.int64), vectors)
 
 
+CHUNKS_PER_K = 4   # top_k_rows: chunks per wanted item when it bounds the k-th score by chunk maxima
+
+
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the positions and values of the k largest scores, best first (equal scores: lower
-    position first among those kept). ``argpartition`` keeps this linear in the number of items."""
-    k = min(k, scores.shape[1])
+    """Per row, the positions and values of the k largest scores, best first; equal scores: lower
+    position first. ``-inf`` marks excluded items (kept only when a row has fewer finite scores).
+
+    Instead of a partition of every row, the row is cut into ``CHUNKS_PER_K * k`` chunks: the k-th
+    largest chunk maximum ``t`` is <= the row's k-th largest score (the k chunks with maxima >= t
+    hold k distinct scores >= t), so the scores >= t hold the answer and are few. Only those are
+    sorted. Cost: one max-reduction, one comparison and one sort of the few candidates per block.
+    """
+    n_rows, n_items = scores.shape
+    k = min(k, n_items)
     if k == 0:
-        return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), scores.dtype)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
-        np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
-    values = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -values), axis=1)
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
+        return np.zeros((n_rows, 0), np.int64), np.zeros((n_rows, 0), scores.dtype)
+    chunks = CHUNKS_PER_K * k
+    if n_items < 2 * chunks:
+        threshold = np.full(n_rows, -np.inf, dtype=scores.dtype)
+    else:
+        size = n_items // chunks
+        maxima = scores[:, :chunks * size].reshape(n_rows, chunks, size).max(axis=2)
+        threshold = np.partition(maxima, chunks - k, axis=1)[:, chunks - k]
+    rows, cols = np.nonzero(scores >= threshold[:, None])
+    values = scores[rows, cols]
+    order = np.lexsort((cols, -values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)   # position inside the row's candidates
+    keep = rank < k
+    return cols[keep].reshape(n_rows, k).astype(np.int64), values[keep].reshape(n_rows, k)
 
 
 def _score_blocks(batches: Iterator[pd.DataFrame], items: ItemFactors, k: int, block_size: int, id_col: str,
