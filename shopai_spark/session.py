@@ -36,6 +36,11 @@ LOCAL_DEFAULTS = {
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.warehouse.dir": "spark-warehouse",
+    # one task = one core: numpy in a Python worker must not start a BLAS thread per core on top
+    # (the fast top-N's matrix products ran 2 workers x 2 OpenBLAS threads on 2 cores)
+    "spark.executorEnv.OPENBLAS_NUM_THREADS": "1",
+    "spark.executorEnv.OMP_NUM_THREADS": "1",
+    "spark.executorEnv.MKL_NUM_THREADS": "1",
 }
 
 
