@@ -12,6 +12,8 @@ the last good output) and :meth:`Lakehouse.merge` makes re-runs on the same inpu
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,7 +60,10 @@ class Lakehouse:
     def location(self, ref: TableRef) -> str:
         """Path or fully qualified catalog name of ``ref``."""
         if self.config.root is not None:
-            return f"{self.config.root.rstrip('/')}/{ref.layer}/{ref.name}"
+            root = self.config.root.rstrip("/")
+            if not re.match(r"^[A-Za-z][\w+.-]*:", root):   # a local path: SQL's delta.`path` needs it absolute
+                root = os.path.abspath(root)
+            return f"{root}/{ref.layer}/{ref.name}"
         return f"{self.config.catalog}.{self.config.schema_prefix}{ref.layer}.{ref.name}"
 
     @property

@@ -90,3 +90,17 @@ def test_gold_metadata_columns(spark):
     out = with_run_metadata(spark.range(1), "run-1")
     assert out.columns == ["id", "run_id", "generated_at"]
     assert out.first().run_id == "run-1"
+
+
+def test_relative_root_is_resolved_from_the_working_directory(spark, tmp_path, monkeypatch):
+    """conf/local.yaml says ``root: lakehouse``; SQL's delta.`path` (ensure) needs an absolute path."""
+    from shopai_spark.config import LakehouseConfig
+
+    monkeypatch.chdir(tmp_path)
+    lakehouse = Lakehouse(spark, LakehouseConfig(root="lakehouse"))
+    ref = TableRef("quarantine", "probe")
+    assert lakehouse.location(ref) == f"{tmp_path}/lakehouse/quarantine/probe"
+    lakehouse.ensure(ref, "k STRING NOT NULL")
+    lakehouse.merge(spark.createDataFrame([("a",)], "k string"), ref, keys=["k"])
+    assert (tmp_path / "lakehouse" / "quarantine" / "probe" / "_delta_log").is_dir()
+    assert Lakehouse(spark, LakehouseConfig(root="s3a://bucket/lake")).location(ref) == "s3a://bucket/lake/quarantine/probe"
