@@ -82,6 +82,23 @@ def write_quarantine(lakehouse: Lakehouse, rows: DataFrame) -> dict[str, int]:
                            update=False)
 
 
+def quarantine_rejected(lakehouse: Lakehouse, rejected: dict[str, DataFrame], job: str, run_id: str,
+                        source_prefix: str = "") -> dict[str, int]:
+    """Merge every ``rejected`` frame (keyed by source name, with ``reason``) into the quarantine
+    table as source ``source_prefix + name``. Returns ``{"<name>.<reason>": rows}``."""
+    counts: dict[str, int] = {}
+    rows = None
+    for name, frame in rejected.items():
+        found = count_by_reason(frame)
+        counts.update({f"{name}.{reason}": n for reason, n in found.items()})
+        if found:
+            part = to_quarantine_rows(frame, source_prefix + name, job, run_id)
+            rows = part if rows is None else rows.unionByName(part)
+    if rows is not None:
+        write_quarantine(lakehouse, rows)
+    return counts
+
+
 def count_by_reason(rejected: DataFrame) -> dict[str, int]:
     """``{reason: rows}`` over single reasons (a row failing two rules counts under both)."""
     rows = (rejected.select(F.explode(F.split("reason", ";")).alias("r")).groupBy("r").count().collect())

@@ -20,7 +20,7 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from shopai_spark.quality import count_by_reason, split_valid, to_quarantine_rows, write_quarantine
+from shopai_spark.quality import quarantine_rejected, split_valid
 from shopai_spark.recommend import interactions as fb
 from shopai_spark.recommend.baseline import item_popularity
 from shopai_spark.recommend.config import AlsConfig
@@ -94,21 +94,6 @@ def read_feedback(ctx: JobContext) -> Feedback:
         feedback.test, feedback.rejected[config.test_path] = _validated_ratings(
             config, fb.read_udata(ctx.spark, config.test_path))
     return feedback
-
-
-def quarantine(ctx: JobContext, rejected: dict[str, DataFrame]) -> dict[str, int]:
-    """Count rejected rows by source and reason; merge them into the quarantine table."""
-    counts: dict[str, int] = {}
-    rows = None
-    for source, frame in rejected.items():
-        found = count_by_reason(frame)
-        counts.update({f"{source}.{reason}": n for reason, n in found.items()})
-        if found:
-            part = to_quarantine_rows(frame, source, ctx.job, ctx.run.run_id)
-            rows = part if rows is None else rows.unionByName(part)
-    if rows is not None:
-        write_quarantine(ctx.lakehouse, rows)
-    return counts
 
 
 def excluded_items(indexed: DataFrame, exclude: str) -> DataFrame | None:
@@ -221,7 +206,7 @@ def run(ctx: JobContext) -> JobSummary:
         feedback = read_feedback(ctx)
         ctx.run.log_input_versions(ctx.lakehouse, feedback.inputs)
         interactions = feedback.interactions.persist(StorageLevel.MEMORY_AND_DISK)
-        quarantined = quarantine(ctx, feedback.rejected)
+        quarantined = quarantine_rejected(ctx.lakehouse, feedback.rejected, ctx.job, ctx.run.run_id)
         metrics.update({f"quarantined.{k}": v for k, v in quarantined.items()})
         rows = interactions.count()
         if rows == 0:

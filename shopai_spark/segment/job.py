@@ -21,7 +21,7 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from shopai_spark.quality import count_by_reason, to_quarantine_rows, write_quarantine
+from shopai_spark.quality import quarantine_rejected
 from shopai_spark.runtime import JobContext, JobSummary
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS, TRUTH_SEGMENTS
 from shopai_spark.segment import features as feats
@@ -134,20 +134,6 @@ def read_inputs(ctx: JobContext) -> feats.Inputs:
                         events=lake.read(EVENTS.ref))
 
 
-def quarantine(ctx: JobContext, rejected: dict[str, DataFrame]) -> dict[str, int]:
-    """Count rejected rows by source and reason and merge them into the quarantine table."""
-    counts: dict[str, int] = {}
-    rows = None
-    for source, frame in rejected.items():
-        for reason, n in count_by_reason(frame).items():
-            counts[f"{source}.{reason}"] = n
-        part = to_quarantine_rows(frame, f"silver.{source}", ctx.job, ctx.run.run_id)
-        rows = part if rows is None else rows.unionByName(part)
-    if counts and rows is not None:
-        write_quarantine(ctx.lakehouse, rows)
-    return counts
-
-
 def latest_model_uri(ctx: JobContext) -> str:
     """``segments.model_uri`` or the model of the latest finished fit run in this experiment."""
     if ctx.config.segments.model_uri:
@@ -226,7 +212,7 @@ def run(ctx: JobContext) -> JobSummary:
 
     with ctx.step("validate inputs") as step:
         valid, rejected = feats.split_inputs(read_inputs(ctx))
-        quarantined = quarantine(ctx, rejected)
+        quarantined = quarantine_rejected(ctx.lakehouse, rejected, ctx.job, ctx.run.run_id, "silver.")
         metrics.update({f"quarantined.{k}": v for k, v in quarantined.items()})
         step.update(quarantined=sum(quarantined.values()))
 
