@@ -67,6 +67,14 @@ def _default(f: dataclasses.Field) -> typing.Any:
     return "(required)"
 
 
+def _optional_section(tp: typing.Any) -> type | None:
+    """The dataclass of an optional section (``SourceConfig | None``), else None."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if type(None) in typing.get_args(tp) and len(args) == 1 and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
+
+
 def rows(cls: type = AppConfig, prefix: str = "", default_obj: typing.Any = None) -> list[tuple[str, str, str, str]]:
     """(key, type, default, meaning) for every leaf key of ``cls``."""
     out = []
@@ -75,8 +83,13 @@ def rows(cls: type = AppConfig, prefix: str = "", default_obj: typing.Any = None
         key = f"{prefix}{f.name}"
         value = getattr(default_obj, f.name) if default_obj is not None else _default(f)
         tp = hints[f.name]
+        section = _optional_section(tp)
         if dataclasses.is_dataclass(tp):
             out += rows(tp, key + ".", value)
+        elif section is not None:
+            shown = "null" if value is None else "(section)"
+            out.append((key, "section or null", shown, _meaning(cls, f.name)))
+            out += rows(section, key + ".", value)
         else:
             shown = "null" if value is None else repr(value) if isinstance(value, str) else str(value)
             out.append((key, _type_name(tp), shown.replace("|", "\\|"), _meaning(cls, f.name)))

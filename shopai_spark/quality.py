@@ -5,8 +5,12 @@ result counts as broken, so a rule can never let a row through by accident). :fu
 evaluates all rules in one pass; a rejected row carries every reason it failed, joined by ``;``.
 
 Every rejected row from any job lands in ``quarantine.rejected_rows``:
-source, reason, source_file, record (the row as JSON), record_id, job, run_id, quarantined_at.
-Writes are an insert-only MERGE on (record_id, reason), so re-running a job quarantines nothing twice.
+source, reason, source_file, record, record_id, job, run_id, quarantined_at. A raw export row
+(:func:`raw_quarantine_rows`) keeps its raw text as ``record`` and is identified by its source, its
+file's content checksum and its row number, so identical lines stay distinct and a file delivered
+again under another name maps to the same rows; a table row (:func:`to_quarantine_rows`) is the row
+as JSON, identified by a hash of source, file and record. Writes are an insert-only MERGE on
+``record_id``, so re-running a job quarantines nothing twice.
 """
 
 from __future__ import annotations
@@ -63,12 +67,28 @@ def to_quarantine_rows(rejected: DataFrame, source: str, job: str, run_id: str,
     columns = list(record_columns or [c for c in rejected.columns if c not in ("reason", "source_file")])
     record = F.to_json(F.struct(*[F.col(c) for c in columns]), {"ignoreNullFields": "false"})
     source_file = F.col("source_file") if has_file else F.lit(None).cast("string")
+    record_id = F.sha2(F.concat_ws("\u0001", F.lit(source), F.coalesce(source_file, F.lit("")), record), 256)
+    return _quarantine_rows(rejected, source, job, run_id, source_file, record, record_id)
+
+
+def raw_quarantine_rows(rejected: DataFrame, source: str, job: str, run_id: str) -> DataFrame:
+    """Shape rejected raw export rows (``source_file``, ``file_checksum``, ``row_number``,
+    ``record`` = the raw text, ``reason``) as quarantine rows; ``record_id`` = SHA-256 of source,
+    file checksum and row number."""
+    record_id = F.sha2(F.concat_ws("\u0001", F.lit(source), F.col("file_checksum"),
+                                   F.col("row_number").cast("string")), 256)
+    return _quarantine_rows(rejected, source, job, run_id, F.col("source_file"),
+                            F.coalesce(F.col("record"), F.lit("")), record_id)
+
+
+def _quarantine_rows(rejected: DataFrame, source: str, job: str, run_id: str, source_file: Column,
+                     record: Column, record_id: Column) -> DataFrame:
     return rejected.select(
         F.lit(source).alias("source"),
         F.col("reason"),
         source_file.alias("source_file"),
         record.alias("record"),
-        F.sha2(F.concat_ws("\u0001", F.lit(source), F.coalesce(source_file, F.lit("")), record), 256).alias("record_id"),
+        record_id.alias("record_id"),
         F.lit(job).alias("job"),
         F.lit(run_id).alias("run_id"),
         F.current_timestamp().alias("quarantined_at"),
@@ -76,10 +96,9 @@ def to_quarantine_rows(rejected: DataFrame, source: str, job: str, run_id: str,
 
 
 def write_quarantine(lakehouse: Lakehouse, rows: DataFrame) -> dict[str, int]:
-    """Insert quarantine rows (see :func:`to_quarantine_rows`) not already present."""
+    """Insert quarantine rows (see :func:`to_quarantine_rows`) whose record_id is not present yet."""
     lakehouse.ensure(QUARANTINE, QUARANTINE_DDL)
-    return lakehouse.merge(rows.dropDuplicates(["record_id", "reason"]), QUARANTINE, keys=["record_id", "reason"],
-                           update=False)
+    return lakehouse.merge(rows.dropDuplicates(["record_id"]), QUARANTINE, keys=["record_id"], update=False)
 
 
 def quarantine_rejected(lakehouse: Lakehouse, rejected: dict[str, DataFrame], job: str, run_id: str,

@@ -20,8 +20,9 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from shopai_spark.config import AppConfig, ConfigError, load_config
+from shopai_spark.errors import JobError, MissingTableError
 from shopai_spark.session import get_spark
-from shopai_spark.tables import Lakehouse
+from shopai_spark.tables import Lakehouse, TableRef
 from shopai_spark.tracking import JobRun, tracked_run
 
 log = logging.getLogger("shopai_spark")
@@ -69,6 +70,20 @@ class JobContext:
         log.info("%s | %s %s(%.1f s)", self.job, description, detail + " " if detail else "", seconds)
 
 
+    def require_inputs(self, required: Sequence[TableRef], optional: Sequence[TableRef] = ()) -> list[TableRef]:
+        """Check the tables this job needs before it starts: every ``required`` table must exist
+        (else MissingTableError naming each missing one); ``optional`` tables are used when they
+        exist. Logs the Delta version of every table used and returns those tables."""
+        missing = [ref for ref in required if not self.lakehouse.exists(ref)]
+        if missing:
+            names = ", ".join(str(ref) for ref in missing)
+            raise MissingTableError(f"{self.job} needs {names}, not found in the lakehouse: run jobs/ingest.py "
+                                    f"with the source that fills it first (or change the {self.job} settings)")
+        used = [*required, *[ref for ref in optional if self.lakehouse.exists(ref)]]
+        self.run.log_input_versions(self.lakehouse, used)
+        return used
+
+
 JobFunction = Callable[[JobContext], JobSummary]
 
 
@@ -103,7 +118,8 @@ def run_job(job: str, fn: JobFunction, config: AppConfig, spark: SparkSession | 
 
 
 def main(job: str, fn: JobFunction, argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``jobs/<job>.py``: returns the process exit code (0 ok, 2 bad config)."""
+    """Entry point of ``jobs/<job>.py``: returns the process exit code (0 ok, 2 bad config, an
+    expected failure's :attr:`~shopai_spark.errors.JobError.exit_code`: one line, traceback in the log)."""
     configure_logging()
     args = parse_args(job, argv)
     try:
@@ -111,6 +127,11 @@ def main(job: str, fn: JobFunction, argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    summary = run_job(job, fn, config)
+    try:
+        summary = run_job(job, fn, config)
+    except JobError as exc:
+        log.debug("%s failed", job, exc_info=True)
+        print(f"{job} failed: {exc}", file=sys.stderr)
+        return exc.exit_code
     print(summary.render())
     return 0

@@ -1,6 +1,10 @@
 """The silver table contract (see docs/tables.md): table refs, DDL and Delta CHECK constraints.
 
-Ids are strings, timestamps UTC, money in the shop's currency as DOUBLE.
+Ids are strings, timestamps UTC, money in the shop's currency as DOUBLE. An order or return whose
+``user_id`` is null is a guest checkout: it counts for baskets and demand, and the per-customer jobs
+(ALS, segments) leave it out and count it. ``source_lines`` (order_items, returns) is the number of
+raw export lines merged into the row; every other silver row is one raw line (products derived from
+order lines are the exception: they are no raw line, see docs/tables.md).
 """
 
 from __future__ import annotations
@@ -10,6 +14,12 @@ from dataclasses import dataclass, field
 from shopai_spark.tables import TableRef
 
 EVENT_TYPES = ("view", "add_to_cart", "purchase")
+
+
+def _finite_not_negative(column: str) -> str:
+    """CHECK expression: ``column`` is a number in [0, +inf) (Spark orders NaN above +inf, so
+    ``x >= 0`` alone lets NaN through)."""
+    return f"({column} >= 0 AND {column} < double('Infinity'))"
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,31 +38,34 @@ EVENTS = SilverTable(
     "event_ts TIMESTAMP NOT NULL, price DOUBLE",
     keys=("user_id", "session_id", "sku", "event_type", "event_ts"),
     constraints={"known_event_type": "event_type IN ('view', 'add_to_cart', 'purchase')",
-                 "price_not_negative": "price IS NULL OR price >= 0"},
+                 "price_finite_not_negative": "price IS NULL OR " + _finite_not_negative("price")},
 )
 ORDERS = SilverTable(
     TableRef("silver", "orders"),
-    "order_id STRING NOT NULL, user_id STRING NOT NULL, order_ts TIMESTAMP NOT NULL, country STRING",
+    "order_id STRING NOT NULL, user_id STRING, order_ts TIMESTAMP NOT NULL, country STRING",
     keys=("order_id",),
 )
 ORDER_ITEMS = SilverTable(
     TableRef("silver", "order_items"),
-    "order_id STRING NOT NULL, sku STRING NOT NULL, quantity INT NOT NULL, unit_price DOUBLE NOT NULL",
+    "order_id STRING NOT NULL, sku STRING NOT NULL, quantity INT NOT NULL, unit_price DOUBLE NOT NULL, "
+    "source_lines INT NOT NULL",
     keys=("order_id", "sku"),
-    constraints={"quantity_positive": "quantity > 0", "unit_price_not_negative": "unit_price >= 0"},
+    constraints={"quantity_positive": "quantity > 0", "unit_price_finite_not_negative": _finite_not_negative("unit_price"),
+                 "source_lines_positive": "source_lines > 0"},
 )
 RETURNS = SilverTable(
     TableRef("silver", "returns"),
-    "return_id STRING NOT NULL, original_order_id STRING NOT NULL, user_id STRING NOT NULL, sku STRING NOT NULL, "
-    "quantity INT NOT NULL, unit_price DOUBLE NOT NULL, return_ts TIMESTAMP NOT NULL",
+    "return_id STRING NOT NULL, original_order_id STRING NOT NULL, user_id STRING, sku STRING NOT NULL, "
+    "quantity INT NOT NULL, unit_price DOUBLE NOT NULL, return_ts TIMESTAMP NOT NULL, source_lines INT NOT NULL",
     keys=("return_id", "sku"),
-    constraints={"returned_quantity_positive": "quantity > 0"},
+    constraints={"returned_quantity_positive": "quantity > 0", "unit_price_finite_not_negative": _finite_not_negative("unit_price"),
+                 "source_lines_positive": "source_lines > 0"},
 )
 PRODUCTS = SilverTable(
     TableRef("silver", "products"),
     "sku STRING NOT NULL, title STRING, category STRING, brand STRING, list_price DOUBLE",
     keys=("sku",),
-    constraints={"list_price_not_negative": "list_price IS NULL OR list_price >= 0"},
+    constraints={"list_price_finite_not_negative": "list_price IS NULL OR " + _finite_not_negative("list_price")},
 )
 SILVER_TABLES = (EVENTS, ORDERS, ORDER_ITEMS, RETURNS, PRODUCTS)
 

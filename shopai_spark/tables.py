@@ -22,14 +22,13 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shopai_spark.config import LakehouseConfig
+from shopai_spark.errors import EmptyOutputError, MissingTableError
+
+__all__ = ["EmptyOutputError", "Lakehouse", "TableRef", "TableWrite", "with_run_metadata"]
 
 log = logging.getLogger(__name__)
 
 LAYERS = ("bronze", "silver", "gold", "quarantine")
-
-
-class EmptyOutputError(RuntimeError):
-    """Raised instead of overwriting a table with nothing."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class Lakehouse:
     def read(self, ref: TableRef, version: int | None = None) -> DataFrame:
         """The table as a DataFrame (optionally as of ``version``); clear error if missing."""
         if not self.exists(ref):
-            raise FileNotFoundError(
+            raise MissingTableError(
                 f"table {ref} not found at {self.location(ref)}: run the job that writes it first"
             )
         reader = self.spark.read.format("delta")

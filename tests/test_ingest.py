@@ -12,8 +12,8 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from shopai_spark.ingest.job import EmptyInputError, run
-from shopai_spark.ingest.sources import SourceSchemaError
+from shopai_spark.errors import EmptyInputError, SourceSchemaError
+from shopai_spark.ingest.job import run
 from shopai_spark.quality import QUARANTINE
 from shopai_spark.runtime import run_job
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS
@@ -27,9 +27,9 @@ GOOD_LINES = [
     ["1001", "SKU-2", "Tea", "3", "2024-01-05 10:00:00", "2.0", "U-1", "UK"],   # same SKU again: merged
     ["1002", "SKU-1", "Mug", "1", "2024-01-06 09:30:00", "3.5", "U-2", "FR"],
     ["C1001", "SKU-1", "Mug", "-1", "2024-01-07 12:00:00", "3.5", "U-1", "UK"],  # cancellation → returns
+    ["1003", "SKU-1", "Mug", "1", "2024-01-06 09:30:00", "3.5", "", "UK"],      # guest checkout: kept
 ]
 BAD_LINES = {
-    "missing_user_id": ["1003", "SKU-1", "Mug", "1", "2024-01-06 09:30:00", "3.5", "", "UK"],
     "missing_sku": ["1004", "", "Mug", "1", "2024-01-06 09:30:00", "3.5", "U-3", "UK"],
     "unparseable_order_ts": ["1005", "SKU-1", "Mug", "1", "2024-13-45 25:00:00", "3.5", "U-3", "UK"],
     "order_ts_out_of_range": ["1006", "SKU-1", "Mug", "1", "1990-01-01 00:00:00", "3.5", "U-3", "UK"],
@@ -87,12 +87,14 @@ def test_silver_tables_hold_exactly_the_valid_rows(ingested, spark):
     config, lakehouse, _ = ingested
     items = lakehouse.read(ORDER_ITEMS.ref)
     expected_items = spark.createDataFrame(
-        [("1001", "SKU-1", 2, 3.5), ("1001", "SKU-2", 4, 2.5), ("1002", "SKU-1", 1, 3.5)],
-        "order_id string, sku string, quantity int, unit_price double")
+        [("1001", "SKU-1", 2, 3.5, 1), ("1001", "SKU-2", 4, 2.5, 2), ("1002", "SKU-1", 1, 3.5, 1),
+         ("1003", "SKU-1", 1, 3.5, 1)],
+        "order_id string, sku string, quantity int, unit_price double, source_lines int")
     assert_df_equality(items, expected_items, ignore_row_order=True, ignore_nullable=True)
 
     orders = lakehouse.read(ORDERS.ref).orderBy("order_id").collect()
-    assert [(o.order_id, o.user_id, o.country) for o in orders] == [("1001", "U-1", "UK"), ("1002", "U-2", "FR")]
+    assert [(o.order_id, o.user_id, o.country) for o in orders] == [
+        ("1001", "U-1", "UK"), ("1002", "U-2", "FR"), ("1003", None, "UK")]
     assert str(orders[0].order_ts) == "2024-01-05 10:00:00"
 
     returns = lakehouse.read(RETURNS.ref).collect()
@@ -112,17 +114,18 @@ def test_every_bad_row_is_quarantined_with_its_reason(ingested):
         return {r for row in quarantine.filter(F.col("source") == source).collect() for r in row.reason.split(";")}
 
     order_reasons = reasons("raw.orders")
-    assert set(BAD_LINES) | {"inconsistent_order_header", "duplicate_row"} == order_reasons
+    assert set(BAD_LINES) | {"conflicting_order_customer", "duplicate_row"} == order_reasons
     event_reasons = reasons("raw.events")
     assert set(BAD_EVENTS) | {"duplicate_key", "malformed_record"} <= event_reasons
     assert reasons("raw.products") == {"negative_list_price"}
     # the raw record and file travel with the reason
     row = quarantine.filter("reason = 'unparseable_quantity'").first()
-    assert json.loads(row.record)["quantity"] == "two"
+    assert row.record == ",".join(BAD_LINES["unparseable_quantity"])  # the raw line as written
     assert row.source_file.endswith("part-0.csv")
-    # nothing lost: read = silver-bound + quarantined for order lines
+    # nothing lost: read = raw lines in silver + quarantined, from the tables
     read = len(GOOD_LINES) + len(BAD_LINES) + len(INCONSISTENT) + 1
-    assert quarantine.filter("source = 'raw.orders'").count() + len(GOOD_LINES) == read
+    in_silver = sum(lakehouse.read(t.ref).agg(F.sum("source_lines")).first()[0] for t in (ORDER_ITEMS, RETURNS))
+    assert quarantine.filter("source = 'raw.orders'").count() + in_silver == read
 
 
 def test_reingesting_the_same_files_changes_nothing(ingested, spark):
@@ -141,7 +144,7 @@ def test_ingest_logs_counts_and_input_config_to_mlflow(ingested):
     assert run.info.status == "FINISHED"
     assert run.data.metrics["orders.rows_read"] == len(GOOD_LINES) + len(BAD_LINES) + len(INCONSISTENT) + 1
     assert run.data.metrics["orders.quarantined.zero_quantity"] == 1
-    assert run.data.metrics["silver.order_items.inserted"] == 3
+    assert run.data.metrics["silver.order_items.inserted"] == 4  # the guest order included
     assert run.data.params["ingest.cancellation_prefix"] == "C"
     assert run.data.params["ingest.orders.columns"].startswith("{'order_id': 'InvoiceNo'")
 
@@ -171,7 +174,7 @@ def test_empty_input_is_an_error_and_writes_nothing(make_config, tmp_path, spark
     raw = tmp_path / "raw"
     write_raw(raw, events=[])
     config = make_config()
-    with pytest.raises(EmptyInputError, match="no rows found in events"):
+    with pytest.raises(EmptyInputError, match="events source .* holds no non-empty file"):
         run_job("ingest", run, config)
     assert not Lakehouse(spark, config.lakehouse).exists(ORDERS.ref)
 

@@ -1,85 +1,76 @@
 """Ingest job: raw exports → validated silver Delta tables; every rejected row → quarantine.
 
-Steps: read each source with its explicit schema and column mapping, parse types, apply the rules
-of :mod:`shopai_spark.ingest.validate`, split off duplicates, shape the silver tables; only when
-all sources are validated are the tables written, by MERGE on their keys (re-ingesting the same
-files inserts nothing). If a write fails half way, the silver tables already merged in this run are
-restored to the version they had before it, so a failed run leaves silver as it was.
+Steps: read each configured source (events, orders, products; a source set to null is skipped) with
+its column mapping (:mod:`~shopai_spark.ingest.sources`), parse types and apply the rules of
+:mod:`~shopai_spark.ingest.validate`, split off duplicates, shape the silver tables (products are
+derived from the order lines when there is no product source); only when every source is validated
+are the tables written, quarantine first, then silver by MERGE on their keys (re-ingesting the same
+files inserts nothing). If a silver write fails half way, the tables already merged in this run are
+restored to the version they had before it.
+
+Every raw row read ends in exactly one place: a silver row (``silver.order_items`` and
+``silver.returns`` count the raw lines they merge in ``source_lines``) or a quarantine row.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from shopai_spark.config import IngestConfig, SourceConfig
 from shopai_spark.ingest import validate
-from shopai_spark.ingest.sources import (
-    CORRUPT,
-    EVENT_COLUMNS,
-    ORDER_LINE_COLUMNS,
-    PRODUCT_COLUMNS,
-    read_source,
-)
-from shopai_spark.quality import count_by_reason, split_valid, to_quarantine_rows, write_quarantine
+from shopai_spark.ingest.sources import ROW_ID_COLUMNS, RawSource, read_source
+from shopai_spark.quality import count_by_reason, raw_quarantine_rows, split_valid, write_quarantine
 from shopai_spark.runtime import JobContext, JobSummary
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS, SilverTable
 
 log = logging.getLogger(__name__)
 
-
-class EmptyInputError(RuntimeError):
-    """A source had no rows at all: nothing is written."""
+REJECTED_COLUMNS = (*ROW_ID_COLUMNS, "record", "reason")
 
 
 @dataclass
 class ValidatedSource:
-    """One raw source after validation: silver frames to merge and the rejected rows."""
+    """One raw source after validation: silver frames to merge and the rejected raw rows
+    (REJECTED_COLUMNS)."""
 
     name: str
     rows_read: int
     silver: dict[SilverTable, DataFrame]
-    rejected: DataFrame  # raw string columns + _corrupt_record + source_file + reason
+    rejected: DataFrame
+    raw: RawSource
+    notes: tuple[str, ...] = ()
+    insert_only: set[SilverTable] = field(default_factory=set)
 
 
-def _rejected_raw(rejected: DataFrame) -> DataFrame:
-    """Rejected parsed rows → the raw strings they came from, plus reason and source_file."""
-    return rejected.select("raw.*", CORRUPT, "source_file", "reason")
+def _rejected(*frames: DataFrame) -> DataFrame:
+    out = frames[0].select(*REJECTED_COLUMNS)
+    for frame in frames[1:]:
+        out = out.unionByName(frame.select(*REJECTED_COLUMNS))
+    return out
 
 
-def _read_parsed(ctx: JobContext, name: str, source, columns, parse) -> tuple[DataFrame, int]:
-    parsed = parse(read_source(ctx.spark, source, columns)).persist(StorageLevel.MEMORY_AND_DISK)
-    rows = parsed.count()
-    if rows == 0:
-        raise EmptyInputError(f"ingest: no rows found in {name} source {source.path}; nothing was written")
-    return parsed, rows
-
-
-def validate_events(ctx: JobContext) -> ValidatedSource:
-    config = ctx.config.ingest
-    parsed, rows = _read_parsed(ctx, "events", config.events, EVENT_COLUMNS,
-                                lambda raw: validate.parse_events(raw, config.events.timestamp_format))
-    valid, rejected = split_valid(parsed, validate.event_rules(config))
+def validate_events(config: IngestConfig, raw: RawSource) -> ValidatedSource:
+    parsed = validate.parse_events(raw.records, config.events.timestamp_format)
+    readable, malformed = validate.split_malformed(parsed)
+    valid, rejected = split_valid(readable, validate.event_rules(config))
     kept, duplicates = validate.split_duplicates(valid, EVENTS.keys, reason="duplicate_key")
-    return ValidatedSource("events", rows, {EVENTS: validate.silver_events(kept)},
-                           _rejected_raw(rejected).unionByName(_rejected_raw(duplicates)))
+    return ValidatedSource("events", raw.records.count(), {EVENTS: validate.silver_events(kept)},
+                           _rejected(malformed, rejected, duplicates), raw, raw.notes)
 
 
-def validate_orders(ctx: JobContext) -> ValidatedSource:
-    config = ctx.config.ingest
+def validate_orders(config: IngestConfig, raw: RawSource) -> ValidatedSource:
     prefix = config.cancellation_prefix
-    parsed, rows = _read_parsed(
-        ctx, "orders", config.orders, ORDER_LINE_COLUMNS,
-        lambda raw: validate.parse_order_lines(raw, config.orders.timestamp_format, prefix))
-    valid, rejected = split_valid(parsed, validate.order_line_rules(config))
-    unique, duplicates = validate.split_duplicates(valid, ORDER_LINE_COLUMNS)
-    checked = validate.inconsistent_order_headers(unique)
-    consistent = checked.filter(~F.col("inconsistent_header")).drop("inconsistent_header")
-    inconsistent = (checked.filter(F.col("inconsistent_header")).drop("inconsistent_header")
-                    .withColumn("reason", F.lit("inconsistent_order_header")))
+    parsed = validate.parse_order_lines(raw.records, config.orders.timestamp_format, prefix)
+    readable, malformed = validate.split_malformed(parsed)
+    valid, rejected = split_valid(readable, validate.order_line_rules(config))
+    unique, duplicates = validate.split_duplicates(valid, validate.ORDER_LINE_KEYS)
+    checked, header_rules = validate.order_header_rules(unique, config.order_ts_tolerance_minutes)
+    consistent, inconsistent = split_valid(checked, header_rules)
     sales = consistent.filter(~F.col("is_cancellation"))
     cancellations = consistent.filter(F.col("is_cancellation"))
     silver = {
@@ -87,32 +78,77 @@ def validate_orders(ctx: JobContext) -> ValidatedSource:
         ORDER_ITEMS: validate.silver_order_items(sales),
         RETURNS: validate.silver_returns(cancellations, prefix),
     }
-    rejected_all = _rejected_raw(rejected).unionByName(_rejected_raw(duplicates)).unionByName(
-        _rejected_raw(inconsistent))
-    return ValidatedSource("orders", rows, silver, rejected_all)
+    notes, insert_only = raw.notes, set()
+    if config.products is None:
+        silver[PRODUCTS] = validate.products_from_order_lines(sales)
+        insert_only.add(PRODUCTS)
+        notes += ("products: no product source; silver.products gets the SKUs of the order lines "
+                  "(title = their most frequent description), existing products are kept",)
+    return ValidatedSource("orders", raw.records.count(), silver, _rejected(malformed, rejected, duplicates,
+                                                                             inconsistent), raw, notes, insert_only)
 
 
-def validate_products(ctx: JobContext) -> ValidatedSource:
-    parsed, rows = _read_parsed(ctx, "products", ctx.config.ingest.products, PRODUCT_COLUMNS,
-                                validate.parse_products)
-    valid, rejected = split_valid(parsed, validate.product_rules())
+def validate_products(config: IngestConfig, raw: RawSource) -> ValidatedSource:
+    parsed = validate.parse_products(raw.records)
+    readable, malformed = validate.split_malformed(parsed)
+    valid, rejected = split_valid(readable, validate.product_rules())
     kept, duplicates = validate.split_duplicates(valid, PRODUCTS.keys, reason="duplicate_key")
-    return ValidatedSource("products", rows, {PRODUCTS: validate.silver_products(kept)},
-                           _rejected_raw(rejected).unionByName(_rejected_raw(duplicates)))
+    return ValidatedSource("products", raw.records.count(), {PRODUCTS: validate.silver_products(kept)},
+                           _rejected(malformed, rejected, duplicates), raw, raw.notes)
 
 
-def merge_silver(ctx: JobContext, tables: dict[SilverTable, DataFrame]) -> dict[str, dict[str, int]]:
+VALIDATORS = {"events": validate_events, "orders": validate_orders, "products": validate_products}
+
+
+def configured_sources(config: IngestConfig) -> dict[str, SourceConfig | None]:
+    """Source name → its config (None: left out), in reading order."""
+    return {"events": config.events, "orders": config.orders, "products": config.products}
+
+
+def read_and_validate(ctx: JobContext) -> list[tuple[ValidatedSource, dict[str, int]]]:
+    """Read and validate every configured source; nothing is written. Returns each source with its
+    rejected-row counts by reason (the rejected frames are persisted)."""
+    sources = []
+    for name, source in configured_sources(ctx.config.ingest).items():
+        if source is None:
+            log.info("ingest | %s: not configured (ingest.%s: null), skipped", name, name)
+            continue
+        with ctx.step(f"read + validate {name}") as step:
+            raw = read_source(ctx.spark, name, source)
+            validated = VALIDATORS[name](ctx.config.ingest, raw)
+            validated.rejected = validated.rejected.persist(StorageLevel.MEMORY_AND_DISK)
+            reasons = count_by_reason(validated.rejected)
+            step.update(files=raw.files, read=validated.rows_read, rejected=sum(reasons.values()))
+        sources.append((validated, reasons))
+    return sources
+
+
+def write_rejected(ctx: JobContext, sources: list[ValidatedSource]) -> int:
+    """Insert every source's rejected rows into the quarantine table; returns rows inserted."""
+    with ctx.step("write quarantine") as step:
+        rows = None
+        for source in sources:
+            part = raw_quarantine_rows(source.rejected, f"raw.{source.name}", ctx.job, ctx.run.run_id)
+            rows = part if rows is None else rows.unionByName(part)
+        inserted = write_quarantine(ctx.lakehouse, rows).get("numTargetRowsInserted", 0)
+        step.update(inserted=inserted)
+    return inserted
+
+
+def merge_silver(ctx: JobContext, sources: list[ValidatedSource]) -> dict[str, dict[str, int]]:
     """MERGE every silver frame into its table; on failure restore the tables already merged."""
     lakehouse = ctx.lakehouse
-    for table in tables:
+    tables = [(table, frame, table in source.insert_only) for source in sources
+              for table, frame in source.silver.items()]
+    for table, _, _ in tables:
         lakehouse.ensure(table.ref, table.ddl, table.constraints)
-    before = {table: lakehouse.version(table.ref) for table in tables}
+    before = {table: lakehouse.version(table.ref) for table, _, _ in tables}
     merged: list[SilverTable] = []
     metrics = {}
     try:
-        for table, frame in tables.items():
+        for table, frame, insert_only in tables:
             with ctx.step(f"merge {table.ref}") as step:
-                result = lakehouse.merge(frame, table.ref, keys=table.keys)
+                result = lakehouse.merge(frame, table.ref, keys=table.keys, update=not insert_only)
                 step.update(inserted=result.get("numTargetRowsInserted", 0),
                             updated=result.get("numTargetRowsUpdated", 0))
             merged.append(table)
@@ -125,45 +161,45 @@ def merge_silver(ctx: JobContext, tables: dict[SilverTable, DataFrame]) -> dict[
     return metrics
 
 
-def run(ctx: JobContext) -> JobSummary:
-    """Validate events, orders and products, quarantine rejects, merge silver; return counts."""
-    sources = []
-    for validate_source in (validate_events, validate_orders, validate_products):
-        with ctx.step(f"read + validate {validate_source.__name__.removeprefix('validate_')}") as step:
-            source = validate_source(ctx)
-            source.rejected = source.rejected.persist(StorageLevel.MEMORY_AND_DISK)
-            reasons = count_by_reason(source.rejected)
-            step.update(read=source.rows_read, rejected=sum(reasons.values()))
-        sources.append((source, reasons))
-
-    with ctx.step("write quarantine") as step:
-        rows = None
-        for source, _ in sources:
-            part = to_quarantine_rows(source.rejected, f"raw.{source.name}", ctx.job, ctx.run.run_id,
-                                      record_columns=[c for c in source.rejected.columns
-                                                      if c not in ("reason", "source_file")])
-            rows = part if rows is None else rows.unionByName(part)
-        step.update(inserted=write_quarantine(ctx.lakehouse, rows).get("numTargetRowsInserted", 0))
-
-    silver = {table: frame for source, _ in sources for table, frame in source.silver.items()}
-    merge_metrics = merge_silver(ctx, silver)
-
+def ingest_metrics(sources: list[tuple[ValidatedSource, dict[str, int]]],
+                   merged: dict[str, dict[str, int]]) -> dict[str, float]:
+    """MLflow metrics: rows read and rows quarantined per reason (a row failing two rules counts
+    under both) per source, rows inserted/updated per table."""
     metrics: dict[str, float] = {}
     for source, reasons in sources:
         metrics[f"{source.name}.rows_read"] = source.rows_read
         for reason, count in sorted(reasons.items()):
             metrics[f"{source.name}.quarantined.{reason}"] = count
-    for table, result in merge_metrics.items():
+    for table, result in merged.items():
         metrics[f"{table}.inserted"] = result.get("numTargetRowsInserted", 0)
         metrics[f"{table}.updated"] = result.get("numTargetRowsUpdated", 0)
+    return metrics
+
+
+def run(ctx: JobContext) -> JobSummary:
+    """Validate the configured sources, quarantine rejects, merge silver; return counts."""
+    sources = read_and_validate(ctx)
+    validated = [source for source, _ in sources]
+    write_rejected(ctx, validated)
+    merged = merge_silver(ctx, validated)
+    rejected_rows = {source.name: source.rejected.count() for source in validated}
+
+    metrics = ingest_metrics(sources, merged)
+    metrics.update({f"{name}.rows_quarantined": rows for name, rows in rejected_rows.items()})
     ctx.run.log_metrics(metrics)
-    ctx.run.set_tags({"ingest.sources": ",".join(s.name for s, _ in sources)})
+    skipped = [name for name, source in configured_sources(ctx.config.ingest).items() if source is None]
+    ctx.run.set_tags({"ingest.sources": ",".join(source.name for source in validated),
+                      "ingest.skipped_sources": ",".join(skipped)})
 
     summary = JobSummary(job=ctx.job, run_id=ctx.run.run_id)
-    for table in silver:
+    for table in {table: None for source in validated for table in source.silver}:
         summary.tables[str(table.ref)] = ctx.lakehouse.read(table.ref).count()
     for source, reasons in sources:
         detail = ", ".join(f"{r}={n:,}" for r, n in sorted(reasons.items())) or "none"
-        summary.lines.append(f"  {source.name}: read {source.rows_read:,}; quarantined: {detail}")
+        summary.lines.append(f"  {source.name}: read {source.rows_read:,} rows; "
+                             f"quarantined {rejected_rows[source.name]:,} ({detail})")
+        summary.lines += [f"  {source.name}: {note}" for note in source.notes]
         source.rejected.unpersist()
+        source.raw.cache.unpersist()
+    summary.lines += [f"  {name}: not configured, skipped" for name in skipped]
     return summary

@@ -1,21 +1,27 @@
 """Typed parsing, validation rules and silver shaping for each raw source (pure transforms).
 
 Each ``parse_*`` takes the string frame from :func:`~shopai_spark.ingest.sources.read_source` and
-returns typed canonical columns plus ``raw`` (struct of the original strings, kept for quarantine),
-``_corrupt_record`` and ``source_file``. Each ``*_rules`` lists the :class:`~shopai_spark.quality.Rule`
+returns typed canonical columns plus ``raw`` (struct of the original strings, read by the rules),
+``_corrupt_record``, ``record`` (the raw text) and the row identity (``source_file``,
+``file_checksum``, ``row_number``). Each ``*_rules`` lists the :class:`~shopai_spark.quality.Rule`
 reasons for that source. The rule set is documented in docs/ingest.md; in short:
 
 * a required value that is missing → ``missing_<column>``; present but unparseable →
   ``unparseable_<column>``; a timestamp before ``ingest.min_ts`` or more than
-  ``ingest.max_future_days`` in the future → ``<column>_out_of_range``; a JSON line that is not
-  JSON → ``malformed_record``.
+  ``ingest.max_future_days`` in the future → ``<column>_out_of_range``. A record that cannot be
+  split into the header's fields (a wrong field count, a stray quote, a JSON line that is not an object) → ``malformed_record`` only
+  (:func:`split_malformed`, before the other rules).
 * events: event_type outside {view, add_to_cart, purchase} → ``unknown_event_type``; price < 0 →
   ``negative_price``.
+* numbers: NaN and ±Infinity are ``unparseable_<column>`` like any other non-number.
 * order lines: quantity 0 → ``zero_quantity``; the **returns rule**: an ``order_id`` starting with
   ``ingest.cancellation_prefix`` is a cancellation and must have a negative quantity (else
   ``cancellation_with_positive_quantity``); a negative quantity on a normal order →
-  ``negative_quantity_without_cancellation``; lines of one order that disagree on customer or
-  timestamp → ``inconsistent_order_header``.
+  ``negative_quantity_without_cancellation``. An order none of whose lines has a customer is a guest
+  checkout (kept, user_id null); a line without customer in an order whose other lines have one →
+  ``missing_user_id``. Lines of one order with two customers → ``conflicting_order_customer``; whose timestamps spread wider than
+  ``ingest.order_ts_tolerance_minutes`` → ``order_ts_spread_over_tolerance`` (within it, the order
+  takes the earliest time).
 * duplicates: an exact repeat of an already seen row → ``duplicate_row`` (the first copy is kept).
 """
 
@@ -28,7 +34,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from shopai_spark.config import IngestConfig
-from shopai_spark.ingest.sources import CORRUPT
+from shopai_spark.ingest.sources import CORRUPT, ORDER_LINE_COLUMNS, ROW_ID_COLUMNS
 from shopai_spark.quality import Rule
 from shopai_spark.schemas import EVENT_TYPES
 
@@ -45,14 +51,25 @@ def _clean(column: str) -> Column:
 
 
 def _parse_ts(column: str, timestamp_format: str | None) -> Column:
+    """The configured pattern first, then ISO-8601 (Excel cells arrive as ISO text)."""
     value = _clean(column)
     if timestamp_format is None:
         return F.try_to_timestamp(value)
-    return F.try_to_timestamp(value, F.lit(timestamp_format))
+    return F.coalesce(F.try_to_timestamp(value, F.lit(timestamp_format)), F.try_to_timestamp(value))
 
 
-def _keep_raw(raw: DataFrame, columns: Sequence[str]) -> Column:
-    return F.struct(*[F.col(c) for c in columns]).alias("raw")
+def _number(column: str, kind: str = "double") -> Column:
+    """The value as ``kind``; null when it does not parse or is NaN / ±Infinity."""
+    value = _clean(column).try_cast(kind)
+    if kind != "double":
+        return value
+    return F.when(~F.isnan(value) & (F.abs(value) != float("inf")), value)
+
+
+def _keep_raw(raw: DataFrame, columns: Sequence[str]) -> list[Column]:
+    """The raw strings as struct ``raw`` (for rules and quarantine) and the row's identity columns."""
+    return [F.struct(*[F.col(c) for c in columns]).alias("raw"), F.col(CORRUPT), F.col("record"),
+            *[F.col(c) for c in ROW_ID_COLUMNS]]
 
 
 def _value_rules(column: str, parsed: Column, kind: str = "") -> list[Rule]:
@@ -82,14 +99,13 @@ def parse_events(raw: DataFrame, timestamp_format: str | None) -> DataFrame:
         _clean("sku").alias("sku"),
         F.lower(_clean("event_type")).alias("event_type"),
         _parse_ts("event_ts", timestamp_format).alias("event_ts"),
-        _clean("price").try_cast("double").alias("price"),
-        _keep_raw(raw, columns), CORRUPT, "source_file",
+        _number("price").alias("price"),
+        *_keep_raw(raw, columns),
     )
 
 
 def event_rules(config: IngestConfig) -> list[Rule]:
     return [
-        Rule("malformed_record", F.col(CORRUPT).isNotNull()),
         Rule("missing_user_id", F.col("user_id").isNull()),
         Rule("missing_session_id", F.col("session_id").isNull()),
         Rule("missing_sku", F.col("sku").isNull()),
@@ -120,24 +136,22 @@ def parse_order_lines(raw: DataFrame, timestamp_format: str | None, cancellation
         order_id.alias("order_id"),
         _clean("sku").alias("sku"),
         _clean("description").alias("description"),
-        _clean("quantity").try_cast("int").alias("quantity"),
+        _number("quantity", "int").alias("quantity"),
         _parse_ts("order_ts", timestamp_format).alias("order_ts"),
-        _clean("unit_price").try_cast("double").alias("unit_price"),
+        _number("unit_price").alias("unit_price"),
         _clean("user_id").alias("user_id"),
         _clean("country").alias("country"),
         _true(order_id.startswith(cancellation_prefix)).alias("is_cancellation") if cancellation_prefix
         else F.lit(False).alias("is_cancellation"),
-        _keep_raw(raw, columns), CORRUPT, "source_file",
+        *_keep_raw(raw, columns),
     )
 
 
 def order_line_rules(config: IngestConfig) -> list[Rule]:
     quantity = F.col("quantity")
     return [
-        Rule("malformed_record", F.col(CORRUPT).isNotNull()),
         Rule("missing_order_id", F.col("order_id").isNull()),
         Rule("missing_sku", F.col("sku").isNull()),
-        Rule("missing_user_id", F.col("user_id").isNull()),
         *_value_rules("order_ts", F.col("order_ts")),
         _range_rule("order_ts", config),
         *_value_rules("quantity", quantity),
@@ -149,46 +163,56 @@ def order_line_rules(config: IngestConfig) -> list[Rule]:
     ]
 
 
-def inconsistent_order_headers(lines: DataFrame) -> DataFrame:
-    """Add ``inconsistent_header``: true for every line of an order whose lines disagree on
-    user_id or order_ts."""
+ORDER_LINE_KEYS = ORDER_LINE_COLUMNS  # an order line repeated with every value equal is a duplicate
+def order_header_rules(lines: DataFrame, tolerance_minutes: float) -> tuple[DataFrame, list[Rule]]:
+    """Add per-order ``_customers`` (distinct non-null customers) and ``_spread_seconds`` (latest −
+    earliest line time) to every line, with the rules that read them: ``conflicting_order_customer``
+    (two customers), ``missing_user_id`` (a line without customer in an order whose other lines
+    have one; an order without any customer is a guest checkout) and ``order_ts_spread_over_tolerance``."""
     w = Window.partitionBy("order_id")
-    return lines.withColumn(
-        "inconsistent_header",
-        (F.min("user_id").over(w) != F.max("user_id").over(w)) | (F.min("order_ts").over(w) != F.max("order_ts").over(w)),
-    )
+    checked = lines.withColumn("_customers", F.size(F.collect_set("user_id").over(w))).withColumn(
+        "_spread_seconds", F.max("order_ts").over(w).cast("long") - F.min("order_ts").over(w).cast("long"))
+    return checked, [
+        Rule("conflicting_order_customer", F.col("_customers") > 1),
+        Rule("missing_user_id", F.col("user_id").isNull() & (F.col("_customers") == 1)),
+        Rule("order_ts_spread_over_tolerance", F.col("_spread_seconds") > F.lit(tolerance_minutes * 60.0)),
+    ]
 
 
 def silver_orders(sales_lines: DataFrame) -> DataFrame:
-    """Valid non-cancellation lines → silver.orders: order_id, user_id, order_ts, country."""
+    """Valid non-cancellation lines → silver.orders: order_id, user_id (null: guest), order_ts (the
+    earliest line's), country."""
     return sales_lines.groupBy("order_id").agg(
         F.first("user_id").alias("user_id"), F.min("order_ts").alias("order_ts"), F.max("country").alias("country"))
 
 
 def silver_order_items(sales_lines: DataFrame) -> DataFrame:
-    """Valid non-cancellation lines → silver.order_items: order_id, sku, quantity, unit_price.
+    """Valid non-cancellation lines → silver.order_items: order_id, sku, quantity, unit_price,
+    source_lines.
 
     Several lines of the same SKU in one order are one item: quantities summed, unit_price the
-    quantity-weighted mean.
+    quantity-weighted mean, source_lines the number of lines merged.
     """
     return sales_lines.groupBy("order_id", "sku").agg(
         F.sum("quantity").cast("int").alias("quantity"),
         (F.sum(F.col("quantity") * F.col("unit_price")) / F.sum("quantity")).alias("unit_price"),
+        F.count(F.lit(1)).cast("int").alias("source_lines"),
     )
 
 
 def silver_returns(cancellation_lines: DataFrame, cancellation_prefix: str) -> DataFrame:
     """Valid cancellation lines → silver.returns: return_id, original_order_id, user_id, sku,
-    quantity (positive), unit_price, return_ts."""
+    quantity (positive), unit_price, return_ts, source_lines."""
     return cancellation_lines.groupBy("order_id", "sku").agg(
         F.first("user_id").alias("user_id"),
         (-F.sum("quantity")).cast("int").alias("quantity"),
         (F.sum(F.col("quantity") * F.col("unit_price")) / F.sum("quantity")).alias("unit_price"),
         F.min("order_ts").alias("return_ts"),
+        F.count(F.lit(1)).cast("int").alias("source_lines"),
     ).select(
         F.col("order_id").alias("return_id"),
         F.expr(f"substring(order_id, {len(cancellation_prefix) + 1})").alias("original_order_id"),
-        "user_id", "sku", "quantity", "unit_price", "return_ts",
+        "user_id", "sku", "quantity", "unit_price", "return_ts", "source_lines",
     )
 
 
@@ -201,14 +225,13 @@ def parse_products(raw: DataFrame) -> DataFrame:
     columns = ("sku", "title", "category", "brand", "list_price")
     return raw.select(
         _clean("sku").alias("sku"), _clean("title").alias("title"), _clean("category").alias("category"),
-        _clean("brand").alias("brand"), _clean("list_price").try_cast("double").alias("list_price"),
-        _keep_raw(raw, columns), CORRUPT, "source_file",
+        _clean("brand").alias("brand"), _number("list_price").alias("list_price"),
+        *_keep_raw(raw, columns),
     )
 
 
 def product_rules() -> list[Rule]:
     return [
-        Rule("malformed_record", F.col(CORRUPT).isNotNull()),
         Rule("missing_sku", F.col("sku").isNull()),
         Rule("unparseable_list_price", _true(_clean("raw.list_price").isNotNull() & F.col("list_price").isNull())),
         Rule("negative_list_price", _true(F.col("list_price") < 0)),
@@ -216,17 +239,37 @@ def product_rules() -> list[Rule]:
 
 
 def silver_products(valid: DataFrame) -> DataFrame:
+    """Valid product rows → silver.products: sku, title, category, brand, list_price."""
     return valid.select("sku", "title", "category", "brand", "list_price")
 
 
+def products_from_order_lines(sales_lines: DataFrame) -> DataFrame:
+    """Valid non-cancellation order lines → silver.products rows for a shop without a product
+    export: sku, title (the description written most often, ties to the smallest), category, brand
+    and list_price null."""
+    counted = sales_lines.where(F.col("description").isNotNull()).groupBy("sku", "description").count()
+    titles = (counted.withColumn("_rank", F.row_number().over(
+        Window.partitionBy("sku").orderBy(F.desc("count"), "description"))).where("_rank = 1")
+        .select("sku", F.col("description").alias("title")))
+    return (sales_lines.select("sku").distinct().join(titles, "sku", "left").select(
+        "sku", "title", F.lit(None).cast("string").alias("category"), F.lit(None).cast("string").alias("brand"),
+        F.lit(None).cast("double").alias("list_price")))
+
+
 # ---------------------------------------------------------------------------------------------
-# duplicates
+# malformed records and duplicates
+
+
+def split_malformed(parsed: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(records split into the header's fields, the others with reason ``malformed_record``)."""
+    malformed = parsed.where(F.col(CORRUPT).isNotNull()).withColumn("reason", F.lit("malformed_record"))
+    return parsed.where(F.col(CORRUPT).isNull()), malformed
 
 
 def split_duplicates(valid: DataFrame, keys: Sequence[str], reason: str = "duplicate_row") -> tuple[DataFrame, DataFrame]:
-    """Keep the first row per ``keys`` (ordered by source_file and raw values, so deterministic);
+    """Keep the first row per ``keys`` (ordered by source file and row number, so deterministic);
     return (kept rows, later copies with ``reason``)."""
-    w = Window.partitionBy(*keys).orderBy("source_file", F.to_json("raw"))
+    w = Window.partitionBy(*keys).orderBy("source_file", "row_number")
     ranked = valid.withColumn("_copy", F.row_number().over(w))
     kept = ranked.filter("_copy = 1").drop("_copy")
     copies = ranked.filter("_copy > 1").drop("_copy").withColumn("reason", F.lit(reason))
