@@ -16,10 +16,13 @@ INT_RANGE = 2**31 - 1
 class AlsConfig:
     """ALS recommendations: input, feedback mode, split, model/grid, evaluation and outputs.
 
-    Input (``source``): ``events`` (silver.events weighted by ``event_weights``, decayed with
-    ``half_life_days``), ``ratings_table`` (a Delta table ``ratings_table`` = ``layer.name`` with
+    Input (``source``): ``events`` (silver.events weighted by ``event_weights``), ``orders``
+    (silver.order_items of customers' orders, net of silver.returns, weighted by ``order_weight`` x
+    ``order_quantity_weight``), ``events+orders`` (both, summed per user and item), all three decayed
+    with ``half_life_days``; ``ratings_table`` (a Delta table ``ratings_table`` = ``layer.name`` with
     user_id, item_id, rating[, ts]) or ``udata`` (a MovieLens ``u.data`` file at ``ratings_path``).
-    ``test_path`` (u.data format) gives a fixed test set instead of ``split``.
+    ``test_path`` (u.data format) gives a fixed test set instead of ``split``. Guest orders (null
+    user_id) are left out and counted.
 
     ``mode``: ``implicit`` (confidence weights, ALS implicitPrefs) or ``explicit`` (ratings). With a
     ratings source in implicit mode, ratings >= ``positive_threshold`` are positives of weight 1.
@@ -29,19 +32,29 @@ class AlsConfig:
     """
 
     mode: Literal["implicit", "explicit"] = "implicit"
-    source: Literal["events", "ratings_table", "udata"] = "events"  # events (silver.events), ratings_table
-                                                                    # or udata (a MovieLens u.data file)
+    source: Literal["events", "orders", "events+orders", "ratings_table", "udata"] = "events"  # events
+        # (silver.events), orders (silver.order_items of customers' orders, net of returns), events+orders
+        # (both, summed per user and sku), ratings_table or udata (a MovieLens u.data file)
     ratings_table: str = "silver.ratings"  # source=ratings_table: Delta table `layer.name` with
                                            # user_id, item_id, rating[, ts]
     ratings_path: str | None = None  # source=udata (required there): path of the u.data file
     test_path: str | None = None  # ratings sources: a u.data file used as the test set; null = `split`
     positive_threshold: float = 4.0  # ratings >= this: positives of weight 1 (implicit mode), relevant
                                      # test items (explicit mode's ranking metrics)
-    event_weights: dict[str, float] = field(  # source=events: weight per event_type (>= 0, one > 0), summed
-                                              # per user and item; other event types are quarantined
+    event_weights: dict[str, float] = field(  # events, events+orders: weight per event_type (>= 0, one
+                                              # > 0), summed per user and item; other types are quarantined
         default_factory=lambda: {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0})
-    half_life_days: float | None = None  # source=events: weights x 0.5 ** (age_days / this); null = no decay
+    order_weight: float = 5.0  # orders, events+orders: weight of one bought unit (> 0; on the scale of
+                               # event_weights), times order_quantity_weight and the decay
+    order_quantity_weight: Literal["log", "linear", "binary"] = "log"  # orders, events+orders: net
+        # units bought per user and sku → weight: log (1 + ln units: 480 units weigh 7.2, not 480),
+        # linear (units) or binary (1)
+    subtract_returns: bool = True  # orders, events+orders: subtract silver.returns per user and sku
+                                   # (net units <= 0: the pair is dropped)
+    half_life_days: float | None = None  # events and orders: weights x 0.5 ** (age_days / this), age of each
+                                         # event / of the latest order of the sku; null = no decay
     reference_ts: str | None = None  # decay: "now" the age is measured from (ISO); null = the latest event
+                                     # or order of the source
     # split
     split: Literal["time", "leave_last_k", "random"] = "leave_last_k"  # time (by ts), leave_last_k (each
                                                                        # user's last leave_k) or random (hash)
@@ -65,8 +78,10 @@ class AlsConfig:
     top_n: int = 10  # recommendations per user in gold.user_recommendations
     similar_m: int = 10  # similar items per item in gold.similar_items
     exclude: Literal["purchased", "interacted", "none"] = "purchased"  # never recommended to a user:
-                                                                       # purchased (bought or rated),
-                                                                       # interacted or none
+                                                                       # purchased (a purchase event, an
+                                                                       # order line of silver.order_items
+                                                                       # even if returned, or rated),
+                                                                       # interacted (also any event) or none
     block_size: int = 1024  # users (or items) scored per numpy matrix product in the fast top-N
     registered_model: str | None = "shopai_als"  # MLflow registered model name; null = log, don't register
     seed: int = 42  # seed of ALS and of the random split
@@ -77,6 +92,8 @@ class AlsConfig:
                 raise ValueError(f"als.event_weights.{name} must be a finite number >= 0, got {value}")
         if not any(v > 0 for v in self.event_weights.values()):
             raise ValueError("als.event_weights needs at least one weight > 0")
+        if not math.isfinite(self.order_weight) or self.order_weight <= 0:
+            raise ValueError(f"als.order_weight must be a finite number > 0, got {self.order_weight}")
         if self.half_life_days is not None and not self.half_life_days > 0:
             raise ValueError(f"als.half_life_days must be > 0 or null, got {self.half_life_days}")
         if self.source == "udata" and not self.ratings_path:

@@ -7,6 +7,8 @@ bought the item; every rated item counts as consumed).
 
 Bad rows are never dropped silently: :func:`event_rules` / :func:`rating_rules` are quality rules,
 and the job quarantines what breaks them (null ids, unknown event types, NaN / negative weights).
+Guest order lines (null or blank user_id) are no bad rows: :func:`order_lines` flags them, the job
+counts them and :func:`ordered_items` leaves them out.
 """
 
 from __future__ import annotations
@@ -52,6 +54,18 @@ def rating_rules(mode: str) -> list[Rule]:
     return rules
 
 
+def _decay(ts: Column, half_life_days: float | None, reference: dt.datetime | None, caller: str) -> Column:
+    """``0.5 ** (age_days / half_life_days)`` with age = ``reference`` - ``ts`` (ts after the reference:
+    age 0); 1.0 without a half-life. A half-life needs a reference (ValueError naming ``caller``)."""
+    if half_life_days is None:
+        return F.lit(1.0)
+    if reference is None:
+        raise ValueError(f"{caller}: a half-life needs a reference timestamp")
+    now = F.lit(reference.isoformat(sep=" ")).cast("timestamp").cast("double")
+    age_days = F.greatest((now - ts.cast("double")) / SECONDS_PER_DAY, F.lit(0.0))
+    return F.pow(F.lit(0.5), age_days / F.lit(float(half_life_days)))
+
+
 def weighted_events(events: DataFrame, weights: Mapping[str, float], half_life_days: float | None = None,
                     reference: dt.datetime | None = None) -> DataFrame:
     """Valid silver.events → interactions (INTERACTION_COLUMNS), one row per (user, sku).
@@ -63,17 +77,69 @@ def weighted_events(events: DataFrame, weights: Mapping[str, float], half_life_d
     """
     weight = F.element_at(F.create_map(*[x for k, v in weights.items() for x in (F.lit(k), F.lit(float(v)))]),
                           F.col("event_type"))
-    if half_life_days is not None:
-        if reference is None:
-            raise ValueError("weighted_events: a half-life needs a reference timestamp")
-        age_days = F.greatest(
-            (F.lit(reference.isoformat(sep=" ")).cast("timestamp").cast("double") - F.col("event_ts").cast("double")) / SECONDS_PER_DAY,
-            F.lit(0.0))
-        weight = weight * F.pow(F.lit(0.5), age_days / F.lit(float(half_life_days)))
+    weight = weight * _decay(F.col("event_ts"), half_life_days, reference, "weighted_events")
     aggregated = events.groupBy(F.col("user_id"), F.col("sku").alias("item_id")).agg(
         F.sum(weight).alias("rating"), F.max("event_ts").alias("ts"),
         F.max(F.col("event_type") == "purchase").alias("consumed"))
     return aggregated.filter(F.col("rating") > 0).select(*INTERACTION_COLUMNS)
+
+
+def order_lines(order_items: DataFrame, orders: DataFrame) -> DataFrame:
+    """silver.order_items (order_id, sku, quantity, ...) joined to silver.orders (order_id, user_id,
+    order_ts, ...) → user_id, sku, quantity INT, order_ts, guest BOOLEAN (user_id null or blank: a
+    guest checkout). Lines without an order row are not used (inner join, as in the basket job)."""
+    return order_items.select("order_id", "sku", "quantity").join(
+        orders.select("order_id", "user_id", "order_ts"), "order_id").select(
+        "user_id", "sku", "quantity", "order_ts", _blank("user_id").alias("guest"))
+
+
+def purchased_items(lines: DataFrame) -> DataFrame:
+    """:func:`order_lines` → the distinct (user_id, item_id) customers bought, returned or not
+    (guest lines left out)."""
+    return lines.where(~F.col("guest")).select("user_id", F.col("sku").alias("item_id")).distinct()
+
+
+def quantity_weight(units: Column, scheme: str) -> Column:
+    """Weight of ``units`` (>= 1) bought: ``log`` 1 + ln(units), ``linear`` units, ``binary`` 1.0.
+    Every scheme gives 1.0 for one unit."""
+    if scheme == "log":
+        return F.lit(1.0) + F.log(units.cast("double"))
+    if scheme == "linear":
+        return units.cast("double")
+    if scheme == "binary":
+        return F.lit(1.0)
+    raise ValueError(f"unknown quantity weight {scheme!r}; use log, linear or binary")
+
+
+def ordered_items(lines: DataFrame, returns: DataFrame | None, scheme: str, order_weight: float,
+                  half_life_days: float | None = None, reference: dt.datetime | None = None) -> DataFrame:
+    """Customer order lines → interactions (INTERACTION_COLUMNS), one row per (user, sku).
+
+    Input: :func:`order_lines` (guest lines are left out here) and, to subtract, silver.returns
+    (user_id, sku, quantity; guest returns ignored) or None. Net units = units bought - units
+    returned per (user, sku); pairs with net units <= 0 drop out. ``rating`` = ``order_weight`` x
+    :func:`quantity_weight` (net units, ``scheme``) x ``0.5 ** (age_days / half_life_days)`` when a
+    half-life is given, age = ``reference`` - the latest order of the sku (``ts``). ``consumed`` = true.
+    """
+    bought = lines.where(~F.col("guest")).groupBy("user_id", "sku").agg(
+        F.sum("quantity").alias("units"), F.max("order_ts").alias("ts"))
+    if returns is not None:
+        returned = returns.where(~_blank("user_id")).groupBy("user_id", "sku").agg(
+            F.sum("quantity").alias("returned"))
+        bought = bought.join(returned, ["user_id", "sku"], "left").withColumn(
+            "units", F.col("units") - F.coalesce(F.col("returned"), F.lit(0)))
+    rating = (F.lit(float(order_weight)) * quantity_weight(F.col("units"), scheme)
+              * _decay(F.col("ts"), half_life_days, reference, "ordered_items"))
+    return bought.where(F.col("units") > 0).select(
+        "user_id", F.col("sku").alias("item_id"), rating.alias("rating"), "ts", F.lit(True).alias("consumed"))
+
+
+def summed_interactions(interactions: DataFrame) -> DataFrame:
+    """Interactions of several sources (INTERACTION_COLUMNS, extra columns ignored; several rows per
+    (user, item) allowed) → one row per (user, item): ratings summed, latest ts, consumed if any is."""
+    return interactions.groupBy("user_id", "item_id").agg(
+        F.sum("rating").alias("rating"), F.max("ts").alias("ts"), F.max("consumed").alias("consumed")
+    ).select(*INTERACTION_COLUMNS)
 
 
 def rated_items(ratings: DataFrame, mode: str, positive_threshold: float) -> DataFrame:
@@ -105,6 +171,7 @@ def read_udata(spark: SparkSession, path: str) -> DataFrame:
     )
 
 
-def max_timestamp(events: DataFrame, column: str = "event_ts") -> dt.datetime | None:
-    """Latest ``column`` value (one aggregate row), the default reference time of the decay."""
-    return events.agg(F.max(column)).first()[0]
+def max_timestamp(frame: DataFrame, column: str = "event_ts") -> dt.datetime | None:
+    """Latest ``column`` value (one aggregate row; None without rows), the default reference time of
+    the decay."""
+    return frame.agg(F.max(column)).first()[0]

@@ -1,25 +1,33 @@
 """Recommendations job: feedback → ALS (tuned on a split, compared with popularity) → gold tables.
 
-Steps: read the feedback source (silver.events, a ratings table or a MovieLens u.data file),
-quarantine bad rows, aggregate to one interaction per (user, item), map ids to dense ints, split,
-fit every grid point (MLflow child runs) and the popularity baseline on the same split, refit the
-best parameters on all interactions, then compute top-N per user (already-bought items excluded,
-cold users get a flagged popularity fallback) and similar items. All outputs are computed and
-checked non-empty before any is written; if a write fails, the tables already written in this run
-are restored to their previous version. The model is logged and registered in MLflow.
+Steps: read the feedback source (silver.events, silver.orders + order_items net of returns, both,
+a ratings table or a MovieLens u.data file), quarantine bad rows, aggregate to one interaction per
+(user, item), map ids to dense ints, split, fit every grid point (MLflow child runs) and the
+popularity baseline on the same split, refit the best parameters on all interactions, then compute
+top-N per user (already-bought items excluded, cold users get a flagged popularity fallback) and
+similar items. All outputs are computed and checked non-empty before any is written; if a write
+fails, the tables already written in this run are restored to their previous version. The model is
+logged and registered in MLflow.
+
+Guest orders (null user_id) are left out of every per-user step and counted
+(``guest_order_lines_skipped``); the interactions each source gave are logged as
+``interactions_from_<source>`` and shown in the summary.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import logging
 from dataclasses import asdict, dataclass
 
 import pandas as pd
 from pyspark import StorageLevel
 from pyspark.ml.recommendation import ALSModel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from shopai_spark.errors import EmptyInputError, MissingTableError
 from shopai_spark.quality import quarantine_rejected, split_valid
 from shopai_spark.recommend import interactions as fb
 from shopai_spark.recommend.baseline import item_popularity
@@ -29,8 +37,8 @@ from shopai_spark.recommend.split import split
 from shopai_spark.recommend.topn import collect_item_factors, recommend_all, similar_items
 from shopai_spark.recommend.train import best_trial, evaluate_popularity, evaluation_set, fit, tune
 from shopai_spark.runtime import JobContext, JobSummary
-from shopai_spark.schemas import EVENTS, ORDERS
-from shopai_spark.tables import EmptyOutputError, TableRef, TableWrite, with_run_metadata
+from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, RETURNS
+from shopai_spark.tables import EmptyOutputError, Lakehouse, TableRef, TableWrite, with_run_metadata
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +47,23 @@ SIMILAR_ITEMS = TableRef("gold", "similar_items")
 USER_INDEX = TableRef("gold", "als_user_index")
 ITEM_INDEX = TableRef("gold", "als_item_index")
 SUMMARY_METRICS = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate", "coverage", "rmse", "mae")
-
-
-class EmptyInputError(RuntimeError):
-    """No usable interaction: nothing is written, previous outputs stay."""
+SHOP_SOURCES = ("events", "orders", "events+orders")
 
 
 @dataclass
 class Feedback:
-    """Validated feedback: interactions (see interactions.py), rejected rows per source (with
-    ``reason``), every known user_id (cold users included) and an optional fixed test set."""
+    """Validated feedback: interactions per source (``parts``: ``events``, ``orders`` or the ratings
+    source's name → INTERACTION_COLUMNS, see interactions.py), rejected rows per input (with
+    ``reason``), every known user_id (cold users included), the (user_id, item_id) bought per
+    silver.order_items (``purchased``, None without order tables or for a ratings source), the
+    guest order lines left out (None when no order line was read) and an optional fixed test set."""
 
-    interactions: DataFrame
+    parts: dict[str, DataFrame]
     rejected: dict[str, DataFrame]
     known_users: DataFrame
     inputs: list[TableRef]
+    purchased: DataFrame | None = None
+    guest_order_lines: int | None = None
     test: DataFrame | None = None
 
 
@@ -66,56 +76,158 @@ def _validated_ratings(config: AlsConfig, raw: DataFrame) -> tuple[DataFrame, Da
     return fb.rated_items(good, config.mode, config.positive_threshold), rejected
 
 
+def _orders_hint(lake: Lakehouse, source: str) -> str:
+    """How to use silver.orders + order_items when they exist and ``source`` (events or
+    events+orders) gave nothing; "" without them."""
+    if not (lake.exists(ORDERS.ref) and lake.exists(ORDER_ITEMS.ref)):
+        return ""
+    if source == "events":
+        return (f"; the orders in {ORDERS.ref} and {ORDER_ITEMS.ref} were ignored (als.source=events): "
+                "recommend from them with --set als.source=orders (or events+orders)")
+    return f"; {ORDERS.ref} and {ORDER_ITEMS.ref} exist: recommend from the orders alone with --set als.source=orders"
+
+
+def check_shop_tables(lake: Lakehouse, source: str) -> None:
+    """Raise MissingTableError, before any work, when a table ``source`` needs does not exist; the
+    message names the table and the source that would work with the tables there are."""
+    if source in ("events", "events+orders") and not lake.exists(EVENTS.ref):
+        raise MissingTableError(
+            f"als: {EVENTS.ref} not found at {lake.location(EVENTS.ref)} (als.source={source})"
+            + (_orders_hint(lake, source)
+               or ": ingest an event export, or ingest an order export and --set als.source=orders"))
+    if source in ("orders", "events+orders"):
+        missing = [t.ref for t in (ORDERS, ORDER_ITEMS) if not lake.exists(t.ref)]
+        if missing:
+            hint = (f"; {EVENTS.ref} exists: recommend from it with --set als.source=events"
+                    if lake.exists(EVENTS.ref) else ": ingest an order export first")
+            raise MissingTableError(f"als: {missing[0]} not found at {lake.location(missing[0])} "
+                                    f"(als.source={source}){hint}")
+
+
+def decay_reference(config: AlsConfig, frames: list[tuple[DataFrame, str]]) -> dt.datetime | None:
+    """"Now" of the decay: None without a half-life, else ``als.reference_ts``, else the latest value
+    of the (frame, timestamp column) pairs (one aggregate each; None when they have no rows)."""
+    if config.half_life_days is None:
+        return None
+    if config.reference_ts:
+        return pd.Timestamp(config.reference_ts).to_pydatetime()
+    latest = [fb.max_timestamp(frame, column) for frame, column in frames]
+    return max((t for t in latest if t is not None), default=None)
+
+
+def read_shop_feedback(ctx: JobContext) -> Feedback:
+    """``als.source`` events, orders or events+orders → :class:`Feedback`. Known users are the
+    customers of silver.events and silver.orders (whichever exist); the order lines, when both order
+    tables exist, give ``purchased`` and the guest count whatever the source."""
+    config, lake = ctx.config.als, ctx.lakehouse
+    check_shop_tables(lake, config.source)
+    known: list[DataFrame] = []
+    inputs: list[TableRef] = []
+    rejected: dict[str, DataFrame] = {}
+    events = orders = lines = None
+    if lake.exists(EVENTS.ref):
+        raw = lake.read(EVENTS.ref)
+        known.append(_user_ids(raw))
+        inputs.append(EVENTS.ref)
+        if config.source != "orders":
+            events, rejected[str(EVENTS.ref)] = split_valid(raw, fb.event_rules(config.event_weights))
+    if lake.exists(ORDERS.ref):
+        orders = lake.read(ORDERS.ref)
+        known.append(_user_ids(orders))
+        inputs.append(ORDERS.ref)
+        if lake.exists(ORDER_ITEMS.ref):
+            lines = fb.order_lines(lake.read(ORDER_ITEMS.ref), orders)
+            inputs.append(ORDER_ITEMS.ref)
+    use_orders = config.source != "events"
+    timed = [(events, "event_ts")] if events is not None else []
+    if use_orders:
+        timed.append((orders, "order_ts"))
+    reference = decay_reference(config, timed)
+    # no reference (none configured, no timestamp found) means the inputs have no row: nothing to decay
+    half_life = config.half_life_days if reference is not None else None
+    parts: dict[str, DataFrame] = {}
+    if events is not None:
+        parts["events"] = fb.weighted_events(events, config.event_weights, half_life, reference)
+    if use_orders:
+        returns = None
+        if config.subtract_returns and lake.exists(RETURNS.ref):
+            returns = lake.read(RETURNS.ref)
+            inputs.append(RETURNS.ref)
+        parts["orders"] = fb.ordered_items(lines, returns, config.order_quantity_weight, config.order_weight,
+                                           half_life, reference)
+    guests = None if lines is None else lines.where("guest").count()
+    purchased = None if lines is None else fb.purchased_items(lines)
+    known_users = functools.reduce(DataFrame.unionByName, known).distinct()
+    return Feedback(parts, rejected, known_users, inputs, purchased, guests)
+
+
 def read_feedback(ctx: JobContext) -> Feedback:
     """Read and validate the configured source (``als.source``) into :class:`Feedback`."""
     config, lake = ctx.config.als, ctx.lakehouse
-    if config.source == "events":
-        events = lake.read(EVENTS.ref)
-        good, rejected = split_valid(events, fb.event_rules(config.event_weights))
-        reference = None
-        if config.half_life_days is not None:
-            reference = (pd.Timestamp(config.reference_ts).to_pydatetime() if config.reference_ts
-                         else fb.max_timestamp(good))
-        interactions = fb.weighted_events(good, config.event_weights, config.half_life_days, reference)
-        known = _user_ids(events)
-        inputs = [EVENTS.ref]
-        if lake.exists(ORDERS.ref):
-            known = known.unionByName(_user_ids(lake.read(ORDERS.ref)))
-            inputs.append(ORDERS.ref)
-        return Feedback(interactions, {str(EVENTS.ref): rejected}, known.distinct(), inputs)
+    if config.source in SHOP_SOURCES:
+        return read_shop_feedback(ctx)
     if config.source == "ratings_table":
         ref = TableRef(*config.ratings_table.split("."))
         raw, name, inputs = lake.read(ref), str(ref), [ref]
     else:
         raw, name, inputs = fb.read_udata(ctx.spark, config.ratings_path), config.ratings_path, []
     interactions, rejected = _validated_ratings(config, raw)
-    feedback = Feedback(interactions, {name: rejected}, _user_ids(raw).distinct(), inputs)
+    feedback = Feedback({config.source: interactions}, {name: rejected}, _user_ids(raw).distinct(), inputs)
     if config.test_path:
         feedback.test, feedback.rejected[config.test_path] = _validated_ratings(
             config, fb.read_udata(ctx.spark, config.test_path))
     return feedback
 
 
-def excluded_items(indexed: DataFrame, exclude: str) -> DataFrame | None:
-    """(user_idx, item_idx) never recommended: bought items, every interaction, or None."""
+def combine_parts(parts: dict[str, DataFrame]) -> tuple[DataFrame, dict[str, int]]:
+    """Interactions per source → (the interactions summed per (user, item), persisted; the rows each
+    source gave). Several sources are tagged, persisted and counted in one pass before summing."""
+    if len(parts) == 1:
+        ((name, frame),) = parts.items()
+        interactions = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        return interactions, {name: interactions.count()}
+    tagged = functools.reduce(DataFrame.unionByName, [frame.withColumn("part", F.lit(name))
+                                                      for name, frame in parts.items()])
+    tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
+    counted = {row["part"]: int(row["count"]) for row in tagged.groupBy("part").count().collect()}
+    interactions = fb.summed_interactions(tagged).persist(StorageLevel.MEMORY_AND_DISK)
+    interactions.count()
+    tagged.unpersist()
+    return interactions, {name: counted.get(name, 0) for name in parts}
+
+
+def excluded_items(indexed: DataFrame, exclude: str, purchased: DataFrame | None = None) -> DataFrame | None:
+    """(user_idx, item_idx) never recommended: ``purchased`` bought items (``consumed`` interactions
+    plus ``purchased``, (user_idx, item_idx) of order lines), ``interacted`` also every other
+    interaction, ``none`` None. Pairs may repeat (the top-N collects them into sets)."""
     if exclude == "none":
         return None
-    rows = indexed.where("consumed") if exclude == "purchased" else indexed
-    return rows.select("user_idx", "item_idx")
+    rows = (indexed.where("consumed") if exclude == "purchased" else indexed).select("user_idx", "item_idx")
+    return rows if purchased is None else rows.unionByName(purchased.select("user_idx", "item_idx"))
 
 
-def fallback_recommendations(indexed: DataFrame, items_index: DataFrame, cold_users: DataFrame,
-                             n: int) -> DataFrame:
-    """Cold users × the ``n`` items with the most distinct users → user_id, rank, sku, score
-    (share of users who interacted with the item), is_fallback = true. Only n rows are collected."""
+def fallback_recommendations(indexed: DataFrame, items_index: DataFrame, cold_users: DataFrame, n: int,
+                             bought: DataFrame | None = None) -> DataFrame:
+    """Cold users (user_id) × the items with the most distinct users, minus the items each bought
+    (``bought``: user_id, item_id, e.g. from silver.order_items), first ``n`` per user → user_id,
+    rank, sku, score (share of users who interacted with the item), is_fallback = true. Collects
+    n + (most items one cold user bought) rows."""
     users = indexed.select("user_idx").distinct().count()
-    popular = item_popularity(indexed).orderBy(F.desc("users"), "item_idx").limit(n)
+    most_bought = 0
+    if bought is not None:
+        bought = bought.select("user_id", F.col("item_id").alias("sku")).join(cold_users, "user_id")
+        most_bought = bought.groupBy("user_id").count().agg(F.max("count")).first()[0] or 0
+    popular = item_popularity(indexed).orderBy(F.desc("users"), "item_idx").limit(n + most_bought)
     ranked = to_ids(popular, items=items_index, item_id_col="sku").toPandas().sort_values(
         ["users", "sku"], ascending=[False, True])
     table = pd.DataFrame({"rank": range(1, len(ranked) + 1), "sku": ranked["sku"].to_numpy(),
                           "score": ranked["users"].to_numpy() / max(users, 1)})
     top = cold_users.sparkSession.createDataFrame(table, "rank INT, sku STRING, score DOUBLE")
-    return cold_users.crossJoin(F.broadcast(top)).withColumn("is_fallback", F.lit(True))
+    recs = cold_users.crossJoin(F.broadcast(top))
+    if bought is not None:
+        by_rank = Window.partitionBy("user_id").orderBy("rank")
+        recs = recs.join(bought, ["user_id", "sku"], "left_anti").withColumn("rank", F.row_number().over(by_rank))
+    return recs.where(F.col("rank") <= n).withColumn("is_fallback", F.lit(True))
 
 
 @dataclass
@@ -128,15 +240,20 @@ class Outputs:
 
 
 def build_outputs(ctx: JobContext, model: ALSModel, indexed: DataFrame, users: DataFrame, items: DataFrame,
-                  known_users: DataFrame) -> Outputs:
-    """Top-N per user (+ fallback for cold known users) and similar items, persisted and counted."""
+                  known_users: DataFrame, purchased: DataFrame | None = None) -> Outputs:
+    """Top-N per user (+ fallback for cold known users) and similar items, persisted and counted.
+    ``purchased`` (user_id, item_id bought per silver.order_items) is excluded too, unless
+    ``als.exclude`` is none."""
     config = ctx.config.als
+    if config.exclude == "none":
+        purchased = None
     factors = collect_item_factors(model.itemFactors)
-    warm = recommend_all(model.userFactors, factors, config.top_n, excluded_items(indexed, config.exclude),
-                         config.block_size)
+    excluded = excluded_items(indexed, config.exclude,
+                              None if purchased is None else to_indices(purchased, users, items))
+    warm = recommend_all(model.userFactors, factors, config.top_n, excluded, config.block_size)
     warm = to_ids(warm, users, items, item_id_col="sku").withColumn("is_fallback", F.lit(False))
     cold = known_users.join(warm.select("user_id").distinct(), "user_id", "left_anti")
-    recs = warm.unionByName(fallback_recommendations(indexed, items, cold, config.top_n)).select(
+    recs = warm.unionByName(fallback_recommendations(indexed, items, cold, config.top_n, purchased)).select(
         "user_id", "rank", "sku", "score", "is_fallback").persist(StorageLevel.MEMORY_AND_DISK)
     similar = similar_items(factors, ctx.spark, config.similar_m, config.block_size,
                             int(ctx.spark.conf.get("spark.sql.shuffle.partitions")))
@@ -198,6 +315,14 @@ def sample_lines(recs: DataFrame, indexed: DataFrame) -> list[str]:
             "  recommended: " + ", ".join(f"{r['sku']} ({r['score']:.3f})" for r in got)]
 
 
+def source_line(rows: int, from_source: dict[str, int], guest_order_lines: int | None) -> str:
+    """``  interactions: 1,300 (from events 1,000, from orders 400, summed per user and item); guest
+    order lines skipped: 12`` (the guest part only when order lines were read)."""
+    parts = ", ".join(f"from {name} {n:,}" for name, n in from_source.items())
+    line = f"  interactions: {rows:,} ({parts}{', summed per user and item' if len(from_source) > 1 else ''})"
+    return line if guest_order_lines is None else f"{line}; guest order lines skipped: {guest_order_lines:,}"
+
+
 def run(ctx: JobContext) -> JobSummary:
     """Train, evaluate and write recommendations (see module docstring)."""
     config = ctx.config.als
@@ -205,14 +330,23 @@ def run(ctx: JobContext) -> JobSummary:
     with ctx.step("read + validate feedback") as step:
         feedback = read_feedback(ctx)
         ctx.run.log_input_versions(ctx.lakehouse, feedback.inputs)
-        interactions = feedback.interactions.persist(StorageLevel.MEMORY_AND_DISK)
         quarantined = quarantine_rejected(ctx.lakehouse, feedback.rejected, ctx.job, ctx.run.run_id)
         metrics.update({f"quarantined.{k}": v for k, v in quarantined.items()})
+        interactions, from_source = combine_parts(feedback.parts)
+        metrics.update({f"interactions_from_{name}": n for name, n in from_source.items()})
+        if feedback.guest_order_lines is not None:
+            metrics["guest_order_lines_skipped"] = feedback.guest_order_lines
         rows = interactions.count()
         if rows == 0:
+            guests = ("" if feedback.guest_order_lines is None
+                      else f"; guest order lines skipped: {feedback.guest_order_lines:,}")
+            hint = _orders_hint(ctx.lakehouse, config.source) if config.source == "events" else ""
             raise EmptyInputError(f"als: no valid interaction in source {config.source!r} "
-                                  f"(quarantined: {quarantined or 'none'}); previous outputs kept")
-        step.update(interactions=rows, quarantined=sum(quarantined.values()))
+                                  f"(quarantined: {quarantined or 'none'}{guests}){hint}; previous outputs kept")
+        step.update(interactions=rows, **{f"from_{name}": n for name, n in from_source.items()},
+                    quarantined=sum(quarantined.values()))
+        if feedback.guest_order_lines is not None:
+            step.update(guest_order_lines_skipped=feedback.guest_order_lines)
 
     with ctx.step("index ids") as step:
         every = interactions if feedback.test is None else interactions.unionByName(feedback.test)
@@ -243,7 +377,7 @@ def run(ctx: JobContext) -> JobSummary:
         step.update(refit=config.refit_full)
 
     with ctx.step("top-N + similar items") as step:
-        outputs = build_outputs(ctx, model, indexed, users, items, feedback.known_users)
+        outputs = build_outputs(ctx, model, indexed, users, items, feedback.known_users, feedback.purchased)
         metrics["fallback_share"] = outputs.counts["fallback_users"] / max(outputs.counts["recommended_users"], 1)
         step.update(**outputs.counts)
 
@@ -256,7 +390,8 @@ def run(ctx: JobContext) -> JobSummary:
     ctx.run.log_metrics(metrics)
     ctx.run.log_table(table, "metrics_vs_popularity")
     lines = [f"  mode={config.mode} source={config.source} split={config.split if feedback.test is None else 'fixed'} "
-             f"best={best.params} model={model_uri} version={version}"]
+             f"best={best.params} model={model_uri} version={version}",
+             source_line(rows, from_source, feedback.guest_order_lines)]
     lines += ["  " + line for line in table.to_string(index=False, float_format="{:.4f}".format).splitlines()]
     lines += sample_lines(outputs.recommendations, indexed)
     for frame in (outputs.recommendations, outputs.similar, indexed, users, items, interactions):
