@@ -22,11 +22,11 @@ ORDERS = pd.DataFrame([
     ("o1", "u1", T("2024-06-01 10:00"), "DE"),
     ("o2", "u1", T("2024-06-20 12:00"), "DE"),
     ("o3", "u2", T("2024-01-15 08:00"), "FR"),
-    ("o4", None, T("2024-05-01 09:00"), "FR"),     # null_user_id
+    ("o4", None, T("2024-05-01 09:00"), "FR"),     # guest checkout: valid, in no customer's features
     ("o5", "u3", T("2099-01-01 00:00"), "FR"),     # future_timestamp
     ("o6", "u2", T("2024-07-05 00:00"), "FR"),     # after the reference date: left out, not bad
     ("o7", "u4", T("2024-03-01 15:00"), "IT"),
-    ("o8", "  ", T("2024-05-02 09:00"), "IT"),     # blank id → null_user_id
+    ("o8", "  ", T("2024-05-02 09:00"), "IT"),     # blank id → blank_user_id
 ], columns=["order_id", "user_id", "order_ts", "country"])
 ITEMS = pd.DataFrame([
     ("o1", "s1", 2, 10.0), ("o1", "s2", 1, 5.0), ("o2", "s3", 3, 7.5), ("o3", "s1", 1, 10.0),
@@ -134,7 +134,7 @@ def test_features_match_pandas_reference(spark):
 
 def test_bad_rows_are_rejected_with_reasons(spark):
     _, rejected = split_inputs(all_inputs(spark))
-    assert count_by_reason(rejected["orders"]) == {"null_user_id": 2, "future_timestamp": 1}
+    assert count_by_reason(rejected["orders"]) == {"blank_user_id": 1, "future_timestamp": 1}
     assert count_by_reason(rejected["order_items"]) == {"negative_spend": 1}
     assert count_by_reason(rejected["events"]) == {"null_user_id": 1, "future_timestamp": 1}
     assert rejected["returns"].count() == 0

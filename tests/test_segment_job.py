@@ -95,7 +95,8 @@ def shop() -> dict[str, pd.DataFrame]:
     return planted_shop()
 
 
-BAD_ORDERS = pd.DataFrame([("bad-o1", None, pd.Timestamp("2024-05-01 10:00"), "DE")],
+BAD_ORDERS = pd.DataFrame([("bad-o1", " ", pd.Timestamp("2024-05-01 10:00"), "DE"),
+                           ("guest-o1", None, pd.Timestamp("2024-05-02 10:00"), "DE")],
                           columns=["order_id", "user_id", "order_ts", "country"])
 BAD_EVENTS = pd.DataFrame([("cha1", "x", "s1", "view", pd.Timestamp("2099-01-01 10:00"), 1.0),
                            (" ", "x", "s1", "view", pd.Timestamp("2024-05-01 10:00"), 1.0)],
@@ -103,7 +104,8 @@ BAD_EVENTS = pd.DataFrame([("cha1", "x", "s1", "view", pd.Timestamp("2099-01-01 
 
 
 def write_silver(spark, config, shop) -> None:
-    """Silver tables of ``shop`` plus three bad rows (null user order, future event, blank user event)."""
+    """Silver tables of ``shop`` plus three bad rows (blank user order, future event, blank user event) and
+    a guest order (null user, not bad)."""
     tables = {k: v for k, v in shop.items() if k != "truth"}
     tables["orders"] = pd.concat([tables["orders"], BAD_ORDERS], ignore_index=True)
     tables["events"] = pd.concat([tables["events"], BAD_EVENTS], ignore_index=True)
@@ -180,9 +182,10 @@ def test_fit_refit_and_score(spark, make_config, shop):
             "segment_profiles.csv"} <= artifacts
     quarantined = lake.read(QUARANTINE).toPandas()
     assert sorted(zip(quarantined["source"], quarantined["reason"], strict=True)) == [
-        ("silver.events", "future_timestamp"), ("silver.events", "null_user_id"), ("silver.orders", "null_user_id")]
+        ("silver.events", "future_timestamp"), ("silver.events", "null_user_id"), ("silver.orders", "blank_user_id")]
     metrics = mlflow.get_run(first.run_id).data.metrics
-    assert metrics["quarantined.orders.null_user_id"] == 1 and metrics["quarantined.events.future_timestamp"] == 1
+    assert metrics["quarantined.orders.blank_user_id"] == 1 and metrics["quarantined.events.future_timestamp"] == 1
+    assert metrics["guest_orders_skipped"] == 1
     migrations = lake.read(SEGMENT_MIGRATIONS).toPandas()
     assert migrations["from_segment"].isna().all() and migrations["customers"].sum() == len(seg)
 

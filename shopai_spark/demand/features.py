@@ -9,6 +9,10 @@ Calendar and holiday features describe the date itself (known in advance).
 Targets: ``target_h`` = units on days ``t .. t+h-1`` (the row's own day is the first forecast day:
 nothing of it is in the features), null unless all ``h`` days are in the SKU's grid and on or before
 the run's end date.
+
+Without silver.events (panel ``views`` / ``cart_adds`` null) the activity features
+``views_sum_7`` / ``cart_adds_sum_7`` are null and ``likely_stockout`` is never set (it needs views);
+every other feature is the same.
 """
 
 from __future__ import annotations
@@ -106,7 +110,7 @@ def with_ewm(alpha: float, window: int) -> Transform:
 def with_intermittency(config: DemandConfig) -> Transform:
     """+ days_since_last_sale (days back to the latest earlier day with units > 0, using
     ``prior_last_sale_date`` when the grid starts late; null if none), zero_share_<w> (share of the ``w``
-    past days with no units), views_sum_7 / cart_adds_sum_7 (past 7 days)."""
+    past days with no units), views_sum_7 / cart_adds_sum_7 (past 7 days; null without events)."""
     def apply(df: DataFrame) -> DataFrame:
         last_sale = F.max(F.when(F.col("units") > 0, F.col("date"))).over(
             by_sku().rowsBetween(Window.unboundedPreceding, -1))
@@ -174,7 +178,8 @@ def with_stockout(config: DemandConfig) -> Transform:
     ``z``, Laplace-smoothed: (zeros + 1) / (days + 2)), both the Poisson chance exp(-rate x r) and the
     empirical chance z^r must be below
     ``stockout_max_probability`` (the empirical one keeps intermittent sellers from being flagged
-    for their usual gaps). A run that fills the whole window is not flagged (no evidence left)."""
+    for their usual gaps). A run that fills the whole window is not flagged (no evidence left), nor
+    is any day when ``views`` is null (a shop without events)."""
     window = past(config.stockout_rate_window)
     run = F.col("days_since_last_sale")
     in_run = F.least(run - 1, F.count("units").over(window))      # the run's earlier days in the window

@@ -10,6 +10,11 @@ fails, the table already written is restored to its previous version (Lakehouse.
 ``incremental`` recomputes the days from ``end_date - incremental_days + 1`` (reading
 ``lookback_days`` more days of history for the windows) and replaces exactly those rows with
 ``replaceWhere``; it falls back to full when the table does not exist yet.
+
+silver.orders and silver.order_items are required; every order counts, guest checkouts (null
+``user_id``) included. silver.events is optional: a shop with an order export only gets null
+``views`` / ``cart_adds`` and activity features and no ``likely_stockout`` flag (see
+:mod:`~shopai_spark.demand.panel`), noted in the log and the summary.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from shopai_spark.demand import forecast as fc
 from shopai_spark.demand import panel as pnl
 from shopai_spark.demand.config import DemandConfig
 from shopai_spark.demand.inventory import inventory_signals
+from shopai_spark.errors import EmptyInputError
 from shopai_spark.runtime import JobContext, JobSummary
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS
 from shopai_spark.tables import TableRef, TableWrite, with_run_metadata
@@ -37,10 +43,6 @@ INVENTORY_SIGNALS = TableRef("gold", "inventory_signals")
 INPUTS = (ORDERS.ref, ORDER_ITEMS.ref, EVENTS.ref)
 PARTITION = "month_start"
 DEMO_DAYS = 7
-
-
-class EmptyInputError(RuntimeError):
-    """No valid order line in range: nothing to build the panel from."""
 
 
 def _date(value: str | None) -> dt.date | None:
@@ -76,14 +78,16 @@ def incremental_start(ctx: JobContext, end_date: dt.date) -> dt.date | None:
     return end_date - dt.timedelta(days=config.incremental_days - 1)
 
 
-def build_features(ctx: JobContext, lines: DataFrame, events: DataFrame, end_date: dt.date,
+def build_features(ctx: JobContext, lines: DataFrame, events: DataFrame | None, end_date: dt.date,
                    from_date: dt.date | None) -> tuple[DataFrame, DataFrame]:
     """(feature rows from ``from_date`` (or the start) to the end date + forecast-origin rows of the next
-    day, sales per SKU day). Output columns: :func:`~shopai_spark.demand.features.output_columns`."""
+    day, sales per SKU day). Input: :func:`~shopai_spark.demand.panel.order_lines` and silver.events
+    (None when the shop has none). Output columns: :func:`~shopai_spark.demand.features.output_columns`."""
     config = ctx.config.demand
     start = _date(config.start_date)
     sales = pnl.daily_sales(pnl.valid_lines(lines, start, end_date)).persist(StorageLevel.MEMORY_AND_DISK)
-    activity = pnl.daily_activity(events, start, end_date).persist(StorageLevel.MEMORY_AND_DISK)
+    activity = None if events is None else pnl.daily_activity(events, start, end_date).persist(
+        StorageLevel.MEMORY_AND_DISK)
     bounds = pnl.sku_bounds(sales, activity, end_date, config.delist_after_days)
     grid_from = from_date - dt.timedelta(days=config.lookback_days) if from_date else None
     origin_day = end_date + dt.timedelta(days=1)
@@ -141,7 +145,12 @@ def run(ctx: JobContext) -> JobSummary:
     config = ctx.config.demand
     lake = ctx.lakehouse
     refs = [*INPUTS, *([promotions_ref(config)] if config.promotions_table else [])]
-    ctx.run.log_input_versions(lake, refs)
+    ctx.run.log_input_versions(lake, [ref for ref in refs if lake.exists(ref)])
+    events = lake.read(EVENTS.ref) if lake.exists(EVENTS.ref) else None
+    notes = [] if events is not None else [f"no {EVENTS.ref}: views, cart_adds and their features left empty, "
+                                           "likely_stockout never flagged"]
+    for note in notes:
+        log.info("demand: %s", note)
 
     with ctx.step("order lines") as counts:
         lines = pnl.order_lines(lake.read(ORDERS.ref), lake.read(ORDER_ITEMS.ref)).persist(
@@ -155,7 +164,7 @@ def run(ctx: JobContext) -> JobSummary:
                         "demand.recompute_from": str(from_date)})
 
     with ctx.step(f"features ({mode})") as counts:
-        featured, sales = build_features(ctx, lines, lake.read(EVENTS.ref), end_date, from_date)
+        featured, sales = build_features(ctx, lines, events, end_date, from_date)
         featured = featured.persist(StorageLevel.MEMORY_AND_DISK)
         table = featured.filter(F.col("date") <= F.lit(end_date))
         stats = input_counts(sales, table)
@@ -188,7 +197,8 @@ def run(ctx: JobContext) -> JobSummary:
     metrics = {f"lines_{k}": float(v) for k, v in issues.items()}
     metrics.update({k: float(v) for k, v in stats.items()})
     lines_out = [f"  mode {mode}, end date {end_date}" + (f", recomputed from {from_date}" if from_date else ""),
-                 "  bad order lines: " + ", ".join(f"{k}={v}" for k, v in issues.items())]
+                 "  bad order lines: " + ", ".join(f"{k}={v}" for k, v in issues.items()),
+                 *(f"  {note}" for note in notes)]
     if result is not None:
         metrics.update({k: v for k, v in result.metrics.items() if v is not None})
         ctx.run.log_table(fc.metrics_table(result), "forecast_metrics")

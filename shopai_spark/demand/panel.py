@@ -11,6 +11,11 @@ Rules for bad input (every dropped line is counted by :func:`line_issue_counts`)
 * a line with a null or zero unit price counts as demand (units) but not in prices: ``avg_price``
   averages priced units only and is null on a day without them (``zero_or_null_price`` counts
   such lines, kept).
+
+Every order counts, guest checkouts (null ``user_id``) included: the panel never reads the user.
+Activity (views, cart adds) comes from ``silver.events``; a shop without that table passes
+``activity=None`` and gets null ``views`` / ``cart_adds`` (unknown, not zero) and SKU lives that
+end by sales alone.
 """
 
 from __future__ import annotations
@@ -89,26 +94,31 @@ def daily_activity(events: DataFrame, start_date: dt.date | None, end_date: dt.d
                  F.count(F.when(F.col("event_type") == "add_to_cart", 1)).alias("cart_adds")))
 
 
-def sku_bounds(sales: DataFrame, activity: DataFrame, end_date: dt.date, delist_after_days: int) -> DataFrame:
+def sku_bounds(sales: DataFrame, activity: DataFrame | None, end_date: dt.date, delist_after_days: int) -> DataFrame:
     """Active life of every SKU with a sale → sku, first_sale_date, last_activity_date, grid_end.
 
-    The life starts at the first sale. A SKU with neither a sale nor an event for
+    Input: :func:`daily_sales` and :func:`daily_activity` (None without events: sales alone). The
+    life starts at the first sale. A SKU with neither a sale nor an event for
     ``delist_after_days`` days counts as delisted from then on:
     ``grid_end = least(end_date, last_activity_date + delist_after_days)``.
     """
     by_sales = sales.groupBy("sku").agg(F.min("date").alias("first_sale_date"), F.max("date").alias("last_sale"))
-    by_events = activity.groupBy("sku").agg(F.max("date").alias("last_event"))
-    last = F.greatest("last_sale", F.coalesce("last_event", "last_sale"))
-    return (by_sales.join(by_events, "sku", "left")
-            .select("sku", "first_sale_date", last.alias("last_activity_date"))
+    if activity is None:
+        last = F.col("last_sale")
+    else:
+        by_events = activity.groupBy("sku").agg(F.max("date").alias("last_event"))
+        by_sales = by_sales.join(by_events, "sku", "left")
+        last = F.greatest("last_sale", F.coalesce("last_event", "last_sale"))
+    return (by_sales.select("sku", "first_sale_date", last.alias("last_activity_date"))
             .withColumn("grid_end", F.least(F.lit(end_date), F.date_add("last_activity_date", delist_after_days))))
 
 
-def build_panel(sales: DataFrame, activity: DataFrame, bounds: DataFrame, from_date: dt.date | None = None,
+def build_panel(sales: DataFrame, activity: DataFrame | None, bounds: DataFrame, from_date: dt.date | None = None,
                 extra_day: dt.date | None = None) -> DataFrame:
     """Calendar-complete daily panel: every SKU x day of its life (see :func:`sku_bounds`), zero-filled.
 
-    Input: :func:`daily_sales`, :func:`daily_activity`, :func:`sku_bounds`. ``from_date`` starts the
+    Input: :func:`daily_sales`, :func:`daily_activity` (None without events: views and cart_adds
+    are null on every row), :func:`sku_bounds`. ``from_date`` starts the
     grid later (incremental runs); ``extra_day`` (the day after the end date) adds one forecast-origin
     row for SKUs still active on the end date, with null sales and activity.
 
@@ -131,13 +141,17 @@ def build_panel(sales: DataFrame, activity: DataFrame, bounds: DataFrame, from_d
     def filled(column: str, zero: Column) -> Column:
         return F.when(observed, F.coalesce(F.col(column), zero)).alias(column)
 
-    return (days.join(sales, ["sku", "date"], "left").join(activity, ["sku", "date"], "left")
-            .join(prior, "sku", "left")
+    joined = days.join(sales, ["sku", "date"], "left")
+    if activity is None:
+        counts = [F.lit(None).cast("long").alias(c) for c in ("views", "cart_adds")]
+    else:
+        joined = joined.join(activity, ["sku", "date"], "left")
+        counts = [filled(c, F.lit(0).cast("long")) for c in ("views", "cart_adds")]
+    return (joined.join(prior, "sku", "left")
             .select("sku", "date", "first_sale_date",
                     filled("units", F.lit(0).cast("long")),
                     filled("revenue", F.lit(0.0)),
                     filled("orders", F.lit(0).cast("long")),
                     F.when(F.col("priced_units") > 0, F.col("priced_revenue") / F.col("priced_units")).alias("avg_price"),
-                    filled("views", F.lit(0).cast("long")),
-                    filled("cart_adds", F.lit(0).cast("long")),
+                    *counts,
                     "prior_last_sale_date"))

@@ -11,6 +11,8 @@ ALL_FEATURES = (
     "recency_days", "frequency", "monetary", "avg_order_value", "avg_basket_size",
     "views", "cart_adds", "conversion_rate", "category_diversity", "tenure_days",
 )
+# Behaviour features counted from silver.events: null for every customer when the shop has no events.
+EVENT_FEATURES = ("views", "cart_adds", "conversion_rate")
 # Default model inputs: recency, frequency, monetary and tenure. The other (behaviour) features are
 # computed, profiled and written for every customer and can be added with ``segments.features``; on
 # the generator's planted segments adding views made the silhouette rule choose k = 3 (ARI 0.48)

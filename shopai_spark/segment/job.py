@@ -6,6 +6,12 @@ mapping as its last stage) to MLflow. ``segments.mode = score``: load a logged p
 customers without refitting. Both modes write gold.customer_segments, gold.segment_profiles and
 gold.segment_migrations; all three are computed before any is written, and if a write fails the
 tables already written in this run are restored to their previous version.
+
+silver.orders, order_items and returns are required. Without silver.events (a shop with an order
+export only) or without product categories the job runs on what there is: the features those inputs
+give are null (see :mod:`~shopai_spark.segment.features`), noted in the log and the summary, and a
+model that would need them is refused. Guest checkouts are left out of the customers and counted
+(metrics ``guest_orders_skipped``, ``guest_returns_skipped``).
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from shopai_spark.errors import InputError
 from shopai_spark.quality import quarantine_rejected
 from shopai_spark.runtime import JobContext, JobSummary
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS, TRUTH_SEGMENTS
 from shopai_spark.segment import features as feats
 from shopai_spark.segment import model as km
-from shopai_spark.segment.config import ALL_FEATURES, SegmentsConfig
+from shopai_spark.segment.config import ALL_FEATURES, EVENT_FEATURES, SegmentsConfig
 from shopai_spark.segment.metrics import adjusted_rand_index_df
 from shopai_spark.segment.profiles import (
     PROSPECT_ID,
@@ -127,11 +134,33 @@ def prospects(customers: DataFrame) -> DataFrame:
 # job steps
 
 
-def read_inputs(ctx: JobContext) -> feats.Inputs:
+def read_inputs(ctx: JobContext) -> tuple[feats.Inputs, list[str]]:
+    """The silver frames, and one note per input the shop does not have: ``events`` is None without
+    silver.events, ``products`` None without silver.products or when no product has a category
+    (products derived from order lines). Orders, order_items and returns are required
+    (MissingTableError)."""
     lake = ctx.lakehouse
-    return feats.Inputs(orders=lake.read(ORDERS.ref), order_items=lake.read(ORDER_ITEMS.ref),
-                        returns=lake.read(RETURNS.ref), products=lake.read(PRODUCTS.ref),
-                        events=lake.read(EVENTS.ref))
+    notes = []
+    events = lake.read(EVENTS.ref) if lake.exists(EVENTS.ref) else None
+    if events is None:
+        notes.append(f"no {EVENTS.ref}: behaviour features left empty ({', '.join(EVENT_FEATURES)})")
+    products = lake.read(PRODUCTS.ref) if lake.exists(PRODUCTS.ref) else None
+    if products is None:
+        notes.append(f"no {PRODUCTS.ref}: category_diversity left empty")
+    elif products.filter(F.col("category").isNotNull()).isEmpty():
+        products = None
+        notes.append(f"{PRODUCTS.ref} has no category: category_diversity left empty")
+    inputs = feats.Inputs(orders=lake.read(ORDERS.ref), order_items=lake.read(ORDER_ITEMS.ref),
+                          returns=lake.read(RETURNS.ref), products=products, events=events)
+    return inputs, notes
+
+
+def require_features(model_inputs: Sequence[str], unavailable: Sequence[str], notes: Sequence[str]) -> None:
+    """Raise InputError when the model reads a feature that is null for everyone (its input is missing)."""
+    empty = [f for f in model_inputs if f in unavailable]
+    if empty:
+        raise InputError(f"segments: the model needs {', '.join(empty)}, empty for this shop ({'; '.join(notes)}); "
+                         "leave them out of segments.features")
 
 
 def latest_model_uri(ctx: JobContext) -> str:
@@ -207,11 +236,17 @@ def run(ctx: JobContext) -> JobSummary:
     """Segment customers (see module docstring) and return the profile table as summary lines."""
     config = ctx.config.segments
     ctx.run.set_tags({"segments_mode": config.mode})
-    ctx.run.log_input_versions(ctx.lakehouse, list(INPUTS))
+    ctx.run.log_input_versions(ctx.lakehouse, [ref for ref in INPUTS if ctx.lakehouse.exists(ref)])
     metrics: dict[str, float] = {}
 
     with ctx.step("validate inputs") as step:
-        valid, rejected = feats.split_inputs(read_inputs(ctx))
+        inputs, notes = read_inputs(ctx)
+        for note in notes:
+            log.info("segments: %s", note)
+        unavailable = feats.unavailable_features(inputs)
+        if config.mode == "fit":
+            require_features(config.features, unavailable, notes)
+        valid, rejected = feats.split_inputs(inputs)
         quarantined = quarantine_rejected(ctx.lakehouse, rejected, ctx.job, ctx.run.run_id, "silver.")
         metrics.update({f"quarantined.{k}": v for k, v in quarantined.items()})
         step.update(quarantined=sum(quarantined.values()))
@@ -219,6 +254,7 @@ def run(ctx: JobContext) -> JobSummary:
     with ctx.step("features") as step:
         reference = (dt.date.fromisoformat(config.reference_date) if config.reference_date
                      else feats.default_reference_date(valid.orders))
+        guests = feats.guest_counts(valid, reference)
         features = feats.customer_features(valid, reference).persist(StorageLevel.MEMORY_AND_DISK)
         counts = features.agg(F.count(F.lit(1)).alias("customers"),
                               F.sum(F.col("has_orders").cast("int")).alias("with_orders"),
@@ -228,9 +264,10 @@ def run(ctx: JobContext) -> JobSummary:
         if with_orders == 0:
             raise EmptyOutputError(f"segments: no customer has an order before {reference}; previous outputs kept")
         metrics.update({"customers": counts["customers"], "customers_with_orders": with_orders,
-                        "prospects": counts["customers"] - with_orders, "monetary_clamped": counts["clamped"] or 0})
+                        "prospects": counts["customers"] - with_orders, "monetary_clamped": counts["clamped"] or 0,
+                        **guests})
         ctx.run.log_params({"segments.reference_date_used": reference.isoformat()})
-        step.update(customers=int(counts["customers"]), with_orders=with_orders, reference_date=reference)
+        step.update(customers=int(counts["customers"]), with_orders=with_orders, reference_date=reference, **guests)
 
     if config.mode == "fit":
         with ctx.step("choose k") as step:
@@ -254,6 +291,7 @@ def run(ctx: JobContext) -> JobSummary:
 
             model_uri = latest_model_uri(ctx)
             model = mlflow.spark.load_model(model_uri)
+            require_features(model_features(model), unavailable, notes)
             ctx.run.log_params({"segments.model_uri_used": model_uri})
             step.update(model=model_uri)
 
@@ -292,6 +330,9 @@ def run(ctx: JobContext) -> JobSummary:
     shown = profiles[["segment_id", "segment_name", "customers", "share", "recency_days", "frequency",
                       "monetary", "avg_order_value", "views", "tenure_days"]]
     summary.lines.append(f"  mode={config.mode} reference_date={reference} model={model_uri}")
+    summary.lines.append(f"  guest checkouts left out of the customers: {guests['guest_orders_skipped']} orders, "
+                         f"{guests['guest_returns_skipped']} returns")
+    summary.lines += [f"  {note}" for note in notes]
     summary.lines += ["  " + line for line in shown.to_string(index=False, float_format="{:,.2f}".format)
                       .splitlines()]
     return summary
