@@ -9,6 +9,7 @@ master Spark retries it and the job must succeed, with ``local[N]`` it must fail
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 from pyspark import TaskContext
 from pyspark.sql import functions as F
@@ -26,9 +27,9 @@ def passes_after_first_attempt(_value: str) -> bool:
     return True
 
 
-def read_source_failing_once(spark, source, canonical):
-    frame = real_read_source(spark, source, canonical)
-    return frame.filter(passes_after_first_attempt(F.col(canonical[0])))
+def read_source_failing_once(spark, name, source):
+    raw = real_read_source(spark, name, source)
+    return replace(raw, records=raw.records.filter(passes_after_first_attempt(F.col("record"))))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,6 @@ def test_first_attempt_task_failure(master, succeeds, tmp_path, mlflow_store, sp
         config_root = tmp_path / "lakehouse"
         from shopai_spark.config import LakehouseConfig
 
-        assert Lakehouse(spark, LakehouseConfig(root=str(config_root))).read(ORDER_ITEMS.ref).count() == 3
+        assert Lakehouse(spark, LakehouseConfig(root=str(config_root))).read(ORDER_ITEMS.ref).count() == 4  # GOOD_LINES: 4 order items (one a guest order)
     else:
         assert result.returncode != 0

@@ -27,7 +27,9 @@ class FpGrowthConfig:
     inclusive, end exclusive) or ``window_days`` (the last N days up to the latest order) restrict
     the orders. An itemset is frequent when its count >= ceil(min_support × baskets), computed
     exactly; a rule is kept when joint_count / antecedent_count >= min_confidence, compared in
-    integers. ``max_itemsets`` is the guard's limit on the estimated number of frequent itemsets.
+    integers. ``max_itemsets`` is the guard's limit on the estimated number of frequent itemsets
+    (100,000 by default: a shop acts on thousands of rules, and 100,000 itemsets already give
+    hundreds of thousands of rules; raise it deliberately).
     ``fbt_top_k`` companions per item; ``top_rules`` rows in the MLflow CSV; ``plot_rules`` rules
     (at most) in the scatter plot; ``summary_rules`` rules printed in the job summary.
     """
@@ -41,7 +43,7 @@ class FpGrowthConfig:
     window_start: str | None = None  # start of the order window (YYYY-MM-DD, inclusive); null = unbounded
     window_end: str | None = None  # end of the order window (YYYY-MM-DD, exclusive); null = unbounded
     window_days: int | None = None  # last N days up to the latest order (>= 1); excludes window_start/end
-    max_itemsets: int = 2_000_000
+    max_itemsets: int = 100_000  # guard: stop before mining when more frequent itemsets are estimated
     fbt_top_k: int = 10  # companions per item in gold.frequently_bought_together (>= 1)
     top_rules: int = 200  # best rules by lift in the MLflow artifact top_rules.csv (>= 1)
     plot_rules: int = 5_000  # rules (a random sample, at most) in the support/confidence scatter plot
