@@ -59,7 +59,7 @@ def validate_events(config: IngestConfig, raw: RawSource) -> ValidatedSource:
     readable, malformed = validate.split_malformed(parsed)
     valid, rejected = split_valid(readable, validate.event_rules(config))
     kept, duplicates = validate.split_duplicates(valid, EVENTS.keys, reason="duplicate_key")
-    return ValidatedSource("events", raw.records.count(), {EVENTS: validate.silver_events(kept)},
+    return ValidatedSource("events", raw.rows, {EVENTS: validate.silver_events(kept)},
                            _rejected(malformed, rejected, duplicates), raw, raw.notes)
 
 
@@ -84,7 +84,7 @@ def validate_orders(config: IngestConfig, raw: RawSource) -> ValidatedSource:
         insert_only.add(PRODUCTS)
         notes += ("products: no product source; silver.products gets the SKUs of the order lines "
                   "(title = their most frequent description), existing products are kept",)
-    return ValidatedSource("orders", raw.records.count(), silver, _rejected(malformed, rejected, duplicates,
+    return ValidatedSource("orders", raw.rows, silver, _rejected(malformed, rejected, duplicates,
                                                                              inconsistent), raw, notes, insert_only)
 
 
@@ -93,7 +93,7 @@ def validate_products(config: IngestConfig, raw: RawSource) -> ValidatedSource:
     readable, malformed = validate.split_malformed(parsed)
     valid, rejected = split_valid(readable, validate.product_rules())
     kept, duplicates = validate.split_duplicates(valid, PRODUCTS.keys, reason="duplicate_key")
-    return ValidatedSource("products", raw.records.count(), {PRODUCTS: validate.silver_products(kept)},
+    return ValidatedSource("products", raw.rows, {PRODUCTS: validate.silver_products(kept)},
                            _rejected(malformed, rejected, duplicates), raw, raw.notes)
 
 
@@ -200,6 +200,6 @@ def run(ctx: JobContext) -> JobSummary:
                              f"quarantined {rejected_rows[source.name]:,} ({detail})")
         summary.lines += [f"  {source.name}: {note}" for note in source.notes]
         source.rejected.unpersist()
-        source.raw.cache.unpersist()
+        source.raw.records.unpersist()
     summary.lines += [f"  {name}: not configured, skipped" for name in skipped]
     return summary

@@ -54,9 +54,9 @@ class RawSource:
     """One source's raw records (see the module docstring for columns) and what was read."""
 
     name: str
-    records: DataFrame
+    records: DataFrame  # persisted: unpersist when done
+    rows: int
     files: int
-    cache: DataFrame  # the persisted parse the records are read from: unpersist when done
     notes: tuple[str, ...] = ()
 
 
@@ -65,7 +65,7 @@ def read_source(spark: SparkSession, name: str, source: SourceConfig) -> RawSour
 
     Raises InputError (missing path, no files), SourceSchemaError (a required column missing, or the
     mapping names an unknown canonical column) and EmptyInputError (files without any record).
-    The parse is persisted: unpersist ``cache`` when done.
+    The records are persisted: unpersist them when done.
     """
     canonical = CANONICAL_COLUMNS[name]
     unknown = sorted(set(source.columns) - set(canonical))
@@ -84,12 +84,14 @@ def read_source(spark: SparkSession, name: str, source: SourceConfig) -> RawSour
     notes = _check_headers(name, source, headers, export)
     if source.format == "json":
         data = _parse_json(data, export)
-    data = _normalise_ids(_canonical(data, name, export), source.normalize_ids)
-    if data.isEmpty():
-        parsed.unpersist()
+    data = _normalise_ids(_canonical(data, name, export), source.normalize_ids).persist(StorageLevel.MEMORY_AND_DISK)
+    rows = data.count()   # the records are cached parsed; the raw split is dropped
+    parsed.unpersist()
+    if rows == 0:
+        data.unpersist()
         raise EmptyInputError(f"ingest: the {name} source {source.path} has no rows "
                               f"({len(paths)} file(s), all empty or header only); nothing was written")
-    return RawSource(name, data, len(paths), parsed, tuple(notes))
+    return RawSource(name, data, rows, len(paths), tuple(notes))
 
 
 def distinct_files(spark: SparkSession, name: str, source: SourceConfig) -> list[str]:
