@@ -18,10 +18,11 @@ from shopai_spark.basket.job import (
     run,
     top_rules,
 )
-from shopai_spark.runtime import run_job
+from shopai_spark.runtime import main, run_job
 from shopai_spark.schemas import ORDER_ITEMS, ORDERS, PRODUCTS
 from shopai_spark.tables import EmptyOutputError, Lakehouse
 from tests import test_basket_reference as ref
+from tests.conftest import cli_args
 
 BUNDLES = ({"P05", "P06", "P07"}, {"P20", "P21"})
 GOLD = (FREQUENT_ITEMSETS, ASSOCIATION_RULES, FREQUENTLY_BOUGHT_TOGETHER)
@@ -108,3 +109,10 @@ def test_job_guard_then_mining_then_refusal(spark, make_config, silver):
     with pytest.raises(EmptyOutputError, match="min_confidence"):
         run_job("fpgrowth", run, make_config("fpgrowth.min_support=0.3", "fpgrowth.min_confidence=1.0"), spark)
     assert {ref_: lake.version(ref_) for ref_ in GOLD} == versions
+
+
+def test_missing_silver_tables_are_one_clear_line(tmp_path, mlflow_store, capsys):
+    assert main("fpgrowth", run, cli_args(tmp_path, mlflow_store)) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("fpgrowth failed: fpgrowth needs silver.orders, silver.order_items")
+    assert "run jobs/ingest.py" in err[-1]

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 FREQUENT_ITEMSETS = TableRef("gold", "frequent_itemsets")
 ASSOCIATION_RULES = TableRef("gold", "association_rules")
 FREQUENTLY_BOUGHT_TOGETHER = TableRef("gold", "frequently_bought_together")
-INPUTS = (ORDERS.ref, ORDER_ITEMS.ref, PRODUCTS.ref)
 NAMED_RULE_COLUMNS = (*RULE_COLUMNS, "antecedent_names", "consequent_names", "rule_text")
 RULE_ORDER = ("lift", "confidence", "support", "rule_text")  # descending, descending, descending, ascending
 
@@ -155,10 +154,11 @@ def run(ctx: JobContext) -> JobSummary:
     """Mine the order baskets (see module docstring); the summary lists the top rules by lift."""
     config = ctx.config.fpgrowth
     lake = ctx.lakehouse
-    ctx.run.log_input_versions(lake, list(INPUTS))
+    needed = [ORDERS.ref, ORDER_ITEMS.ref, *([PRODUCTS.ref] if config.level == "category" else [])]
+    used = ctx.require_inputs(needed, optional=[PRODUCTS.ref])
 
     with ctx.step("baskets") as step:
-        products = lake.read(PRODUCTS.ref)
+        products = lake.read(PRODUCTS.ref) if PRODUCTS.ref in used else None
         status = order_baskets(lake.read(ORDER_ITEMS.ref), lake.read(ORDERS.ref), config, products).persist(
             StorageLevel.MEMORY_AND_DISK)
         counts = basket_counts(status)
@@ -170,7 +170,8 @@ def run(ctx: JobContext) -> JobSummary:
     n = counts["baskets"]
 
     with ctx.step("guard + FP-Growth + rules") as step:
-        mined = mine(baskets, n, counts["max_basket_size"], config, item_names(products, config.level))
+        names = item_names(products, config.level) if products is not None else None
+        mined = mine(baskets, n, counts["max_basket_size"], config, names)
         step.update(min_count=mined.min_count, itemsets=sum(mined.itemsets_by_size.values()),
                     rules=sum(mined.rules_by_length.values()))
 
