@@ -103,3 +103,7 @@ def test_all_four_jobs_run_on_the_orders_only_export(retail, mlflow_store, capsy
     assert panel.agg(F.sum("units")).first()[0] == sold   # guest orders count in demand
     runs = mlflow.search_runs(experiment_names=[f"online-retail-{tmp.name}"])
     assert set(runs["tags.mlflow.runName"]) >= {"ingest", "als", "fpgrowth", "segments", "demand_features"}
+    mined = runs[(runs["tags.mlflow.runName"] == "fpgrowth") & (runs["status"] == "FINISHED")].iloc[0]
+    orders = lakehouse.read(ORDERS.ref)
+    assert mined["metrics.baskets.orders"] == orders.count()   # guest orders are baskets too
+    assert orders.where(F.col("user_id").isNull()).count() > 0
