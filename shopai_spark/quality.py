@@ -120,5 +120,19 @@ def quarantine_rejected(lakehouse: Lakehouse, rejected: dict[str, DataFrame], jo
 
 def count_by_reason(rejected: DataFrame) -> dict[str, int]:
     """``{reason: rows}`` over single reasons (a row failing two rules counts under both)."""
-    rows = (rejected.select(F.explode(F.split("reason", ";")).alias("r")).groupBy("r").count().collect())
-    return {row["r"]: int(row["count"]) for row in rows}
+    return split_reasons(count_by_reasons(rejected))
+
+
+def count_by_reasons(rejected: DataFrame) -> dict[str, int]:
+    """``{reasons as written (joined by ';'): rows}``: each rejected row counts once, so the values
+    add up to the rejected rows (one small aggregate)."""
+    return {row["reason"]: int(row["count"]) for row in rejected.groupBy("reason").count().collect()}
+
+
+def split_reasons(counts: dict[str, int]) -> dict[str, int]:
+    """:func:`count_by_reasons` → counts per single reason."""
+    single: dict[str, int] = {}
+    for reasons, rows in counts.items():
+        for reason in reasons.split(";"):
+            single[reason] = single.get(reason, 0) + rows
+    return single

@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 SKU_DEMAND_FEATURES = TableRef("gold", "sku_demand_features")
 INVENTORY_SIGNALS = TableRef("gold", "inventory_signals")
-INPUTS = (ORDERS.ref, ORDER_ITEMS.ref, EVENTS.ref)
 PARTITION = "month_start"
 DEMO_DAYS = 7
 
@@ -144,9 +143,9 @@ def busy_sku_lines(config: DemandConfig, table: DataFrame, signals: DataFrame | 
 def run(ctx: JobContext) -> JobSummary:
     config = ctx.config.demand
     lake = ctx.lakehouse
-    refs = [*INPUTS, *([promotions_ref(config)] if config.promotions_table else [])]
-    ctx.run.log_input_versions(lake, [ref for ref in refs if lake.exists(ref)])
-    events = lake.read(EVENTS.ref) if lake.exists(EVENTS.ref) else None
+    promotions = [promotions_ref(config)] if config.promotions_table else []
+    used = ctx.require_inputs([ORDERS.ref, ORDER_ITEMS.ref, *promotions], optional=[EVENTS.ref])
+    events = lake.read(EVENTS.ref) if EVENTS.ref in used else None
     notes = [] if events is not None else [f"no {EVENTS.ref}: views, cart_adds and their features left empty, "
                                            "likely_stockout never flagged"]
     for note in notes:

@@ -24,7 +24,13 @@ from pyspark.sql import functions as F
 from shopai_spark.config import IngestConfig, SourceConfig
 from shopai_spark.ingest import validate
 from shopai_spark.ingest.sources import ROW_ID_COLUMNS, RawSource, read_source
-from shopai_spark.quality import count_by_reason, raw_quarantine_rows, split_valid, write_quarantine
+from shopai_spark.quality import (
+    count_by_reasons,
+    raw_quarantine_rows,
+    split_reasons,
+    split_valid,
+    write_quarantine,
+)
 from shopai_spark.runtime import JobContext, JobSummary
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS, SilverTable
 
@@ -45,6 +51,7 @@ class ValidatedSource:
     raw: RawSource
     notes: tuple[str, ...] = ()
     insert_only: set[SilverTable] = field(default_factory=set)
+    rows_rejected: int = 0
 
 
 def _rejected(*frames: DataFrame) -> DataFrame:
@@ -117,7 +124,9 @@ def read_and_validate(ctx: JobContext) -> list[tuple[ValidatedSource, dict[str, 
             raw = read_source(ctx.spark, name, source)
             validated = VALIDATORS[name](ctx.config.ingest, raw)
             validated.rejected = validated.rejected.persist(StorageLevel.MEMORY_AND_DISK)
-            reasons = count_by_reason(validated.rejected)
+            combined = count_by_reasons(validated.rejected)
+            validated.rows_rejected = sum(combined.values())
+            reasons = split_reasons(combined)
             step.update(files=raw.files, read=validated.rows_read, rejected=sum(reasons.values()))
         sources.append((validated, reasons))
     return sources
@@ -182,7 +191,7 @@ def run(ctx: JobContext) -> JobSummary:
     validated = [source for source, _ in sources]
     write_rejected(ctx, validated)
     merged = merge_silver(ctx, validated)
-    rejected_rows = {source.name: source.rejected.count() for source in validated}
+    rejected_rows = {source.name: source.rows_rejected for source in validated}
 
     metrics = ingest_metrics(sources, merged)
     metrics.update({f"{name}.rows_quarantined": rows for name, rows in rejected_rows.items()})

@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 CUSTOMER_SEGMENTS = TableRef("gold", "customer_segments")
 SEGMENT_PROFILES = TableRef("gold", "segment_profiles")
 SEGMENT_MIGRATIONS = TableRef("gold", "segment_migrations")
-INPUTS = (ORDERS.ref, ORDER_ITEMS.ref, RETURNS.ref, PRODUCTS.ref, EVENTS.ref)
 MODEL_TAG = "segments_model_uri"
 SEGMENT_COLUMNS = ("user_id", "segment_id", "segment_name", "distance_to_centroid", *ALL_FEATURES)
 
@@ -134,17 +133,17 @@ def prospects(customers: DataFrame) -> DataFrame:
 # job steps
 
 
-def read_inputs(ctx: JobContext) -> tuple[feats.Inputs, list[str]]:
+def read_inputs(ctx: JobContext, used: list[TableRef]) -> tuple[feats.Inputs, list[str]]:
     """The silver frames, and one note per input the shop does not have: ``events`` is None without
     silver.events, ``products`` None without silver.products or when no product has a category
     (products derived from order lines). Orders, order_items and returns are required
     (MissingTableError)."""
     lake = ctx.lakehouse
     notes = []
-    events = lake.read(EVENTS.ref) if lake.exists(EVENTS.ref) else None
+    events = lake.read(EVENTS.ref) if EVENTS.ref in used else None
     if events is None:
         notes.append(f"no {EVENTS.ref}: behaviour features left empty ({', '.join(EVENT_FEATURES)})")
-    products = lake.read(PRODUCTS.ref) if lake.exists(PRODUCTS.ref) else None
+    products = lake.read(PRODUCTS.ref) if PRODUCTS.ref in used else None
     if products is None:
         notes.append(f"no {PRODUCTS.ref}: category_diversity left empty")
     elif products.filter(F.col("category").isNotNull()).isEmpty():
@@ -236,11 +235,11 @@ def run(ctx: JobContext) -> JobSummary:
     """Segment customers (see module docstring) and return the profile table as summary lines."""
     config = ctx.config.segments
     ctx.run.set_tags({"segments_mode": config.mode})
-    ctx.run.log_input_versions(ctx.lakehouse, [ref for ref in INPUTS if ctx.lakehouse.exists(ref)])
+    used = ctx.require_inputs([ORDERS.ref, ORDER_ITEMS.ref, RETURNS.ref], optional=[PRODUCTS.ref, EVENTS.ref])
     metrics: dict[str, float] = {}
 
     with ctx.step("validate inputs") as step:
-        inputs, notes = read_inputs(ctx)
+        inputs, notes = read_inputs(ctx, used)
         for note in notes:
             log.info("segments: %s", note)
         unavailable = feats.unavailable_features(inputs)
