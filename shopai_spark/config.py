@@ -36,14 +36,18 @@ class ConfigError(ValueError):
 class SparkConfig:
     """How to get a SparkSession.
 
-    ``master`` set (like ``local[2]``): a local session with Delta jars resolved by pip/Ivy; null:
-    reuse the active session (Databricks) or let ``spark-submit --master`` decide. ``app_name`` names
-    the application. ``shuffle_partitions`` sets spark.sql.shuffle.partitions. ``ui_enabled`` turns
-    the local Spark UI on or off. ``driver_memory`` is the local driver's heap (all of Spark in local
-    mode). ``checkpoint_dir`` is the RDD checkpoint folder (ALS needs one against lineage stack
-    overflows). ``log_level`` is Spark's log level. ``conf`` holds any extra Spark settings.
+    An active session (Databricks, notebook) is always reused. Otherwise ``remote`` set (like
+    ``sc://host:15002``): a Spark Connect session on that server (the server brings Delta);
+    ``master`` set (like ``local[2]``): a local session with Delta jars resolved by pip/Ivy; both
+    null: let ``spark-submit --master`` decide. ``app_name`` names the application.
+    ``shuffle_partitions`` sets spark.sql.shuffle.partitions. ``ui_enabled`` turns the local Spark UI
+    on or off. ``driver_memory`` is the local driver's heap (all of Spark in local mode).
+    ``checkpoint_dir`` becomes ``spark.checkpoint.dir`` of a session this project starts (ALS
+    truncates its lineage there); a reused or Connect session keeps the server's own setting.
+    ``log_level`` is Spark's log level (``spark.log.level``). ``conf`` holds any extra Spark settings.
     """
 
+    remote: str | None = None
     master: str | None = "local[2]"
     app_name: str = "shopai_spark"
     shuffle_partitions: int = 8

@@ -1,6 +1,10 @@
 """The one place a SparkSession is made.
 
-* An active session exists (Databricks, a notebook, a test fixture): reuse it, change nothing.
+* An active session exists (Databricks classic or serverless, a notebook, a test fixture): reuse
+  it, change nothing. It may be a classic or a Spark Connect session: the library uses only the
+  DataFrame, SQL and ``pyspark.ml`` APIs both have (no SparkContext, RDD or JVM access).
+* ``spark.remote`` set (``sc://host:15002``): a Spark Connect session on that server. Delta, the
+  checkpoint folder and the Python environment of UDFs are the server's (see README).
 * ``spark.master`` is null (``spark-submit`` on a cluster): build without a master so spark-submit's
   ``--master`` applies; Delta jars must come from ``--packages``/``--jars`` (see README).
 * ``spark.master`` set (laptop, CI): local session with the Delta jars resolved through
@@ -48,13 +52,25 @@ def get_spark(config: SparkConfig) -> SparkSession:
     """Return the active SparkSession, or build one as described in the module docstring."""
     active = SparkSession.getActiveSession()
     if active is not None:
-        log.info("reusing active SparkSession (master=%s)", active.sparkContext.master)
-        _apply_checkpoint_dir(active, config)
+        log.info("reusing active SparkSession (%s)", describe(active))
+        if config.checkpoint_dir and not active.conf.get("spark.checkpoint.dir", None):
+            log.warning("spark.checkpoint_dir=%s not applied: the running session has no spark.checkpoint.dir "
+                        "and it cannot be set after start (set it in the cluster's Spark config)",
+                        config.checkpoint_dir)
         return active
+    if config.remote is not None:
+        spark = SparkSession.builder.remote(config.remote).appName(config.app_name).getOrCreate()
+        for key, value in {"spark.sql.shuffle.partitions": str(config.shuffle_partitions), **config.conf}.items():
+            spark.conf.set(key, value)
+        log.info("connected to Spark Connect at %s (%s)", config.remote, describe(spark))
+        return spark
 
     builder = SparkSession.builder.appName(config.app_name)
     settings = dict(DELTA_CONF)
     settings["spark.sql.shuffle.partitions"] = str(config.shuffle_partitions)
+    settings["spark.log.level"] = config.log_level
+    if config.checkpoint_dir:
+        settings["spark.checkpoint.dir"] = config.checkpoint_dir
     if config.master is not None:
         # Python workers must run the same interpreter (the project's venv), not whatever python3 is on PATH
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -62,25 +78,33 @@ def get_spark(config: SparkConfig) -> SparkSession:
         settings.update(LOCAL_DEFAULTS)
         settings["spark.ui.enabled"] = str(config.ui_enabled).lower()
         settings["spark.driver.memory"] = config.driver_memory
+        settings["spark.jars.packages"] = delta_package()
     settings.update(config.conf)
     for key, value in settings.items():
         builder = builder.config(key, value)
-
-    if config.master is not None:
-        from delta import configure_spark_with_delta_pip
-
-        builder = configure_spark_with_delta_pip(builder)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(config.log_level)
-    _apply_checkpoint_dir(spark, config)
-    log.info("started SparkSession master=%s", spark.sparkContext.master)
+    log.info("started SparkSession (%s)", describe(spark))
     return spark
 
 
-def _apply_checkpoint_dir(spark: SparkSession, config: SparkConfig) -> None:
-    """Set the RDD checkpoint dir (ALS lineage) unless one is already set."""
-    if config.checkpoint_dir and not spark.sparkContext.getCheckpointDir():
-        spark.sparkContext.setCheckpointDir(config.checkpoint_dir)
+def is_connect(spark: SparkSession) -> bool:
+    """True for a Spark Connect session (serverless, shared clusters, ``spark.remote``)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def describe(spark: SparkSession) -> str:
+    """``"classic, master=local[2], Spark 4.2.0"`` or ``"Spark Connect, Spark 4.2.0"`` for logs."""
+    if is_connect(spark):
+        return f"Spark Connect, Spark {spark.version}"
+    return f"classic, master={spark.conf.get('spark.master', '?')}, Spark {spark.version}"
+
+
+def delta_package() -> str:
+    """Maven coordinates of the Delta jars matching the installed delta-spark and pyspark, as
+    ``configure_spark_with_delta_pip`` resolves them (``io.delta:delta-spark_4.2_2.13:4.4.0``)."""
+    from delta import configure_spark_with_delta_pip
+
+    return configure_spark_with_delta_pip(SparkSession.Builder())._options["spark.jars.packages"]
 
 
 def warm_delta_jars() -> None:

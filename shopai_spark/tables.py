@@ -7,6 +7,8 @@ table ``<catalog>.<schema_prefix><layer>.<name>``; code never builds paths itsel
 Writes are Delta transactions, so each table moves from one version to the next or not at all.
 :meth:`Lakehouse.overwrite` also refuses an empty DataFrame (a failed or empty run never replaces
 the last good output) and :meth:`Lakehouse.merge` makes re-runs on the same input idempotent.
+Every Delta operation is Spark SQL (``DESCRIBE HISTORY``, ``MERGE INTO``, ``RESTORE``) or the
+DataFrame writer, so it runs the same on a classic session and on Spark Connect.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -29,6 +32,9 @@ __all__ = ["EmptyOutputError", "Lakehouse", "TableRef", "TableWrite", "with_run_
 log = logging.getLogger(__name__)
 
 LAYERS = ("bronze", "silver", "gold", "quarantine")
+# what Delta answers for DESCRIBE HISTORY of a path that is not (yet) a Delta table
+NOT_A_DELTA_TABLE = {"DELTA_TABLE_ONLY_OPERATION", "DELTA_MISSING_DELTA_TABLE", "DELTA_PATH_DOES_NOT_EXIST",
+                     "PATH_NOT_FOUND"}
 
 
 @dataclass(frozen=True)
@@ -69,16 +75,9 @@ class Lakehouse:
     def uses_paths(self) -> bool:
         return self.config.root is not None
 
-    def _delta(self, ref: TableRef) -> DeltaTable:
-        if self.uses_paths:
-            return DeltaTable.forPath(self.spark, self.location(ref))
-        return DeltaTable.forName(self.spark, self.location(ref))
-
     # --- reads -----------------------------------------------------------------------------
     def exists(self, ref: TableRef) -> bool:
-        if self.uses_paths:
-            return DeltaTable.isDeltaTable(self.spark, self.location(ref))
-        return self.spark.catalog.tableExists(self.location(ref))
+        return self.version(ref) is not None
 
     def read(self, ref: TableRef, version: int | None = None) -> DataFrame:
         """The table as a DataFrame (optionally as of ``version``); clear error if missing."""
@@ -95,9 +94,19 @@ class Lakehouse:
 
     def version(self, ref: TableRef) -> int | None:
         """Current Delta version of ``ref``, or None when the table does not exist."""
-        if not self.exists(ref):
+        if not self.uses_paths and not self.spark.catalog.tableExists(self.location(ref)):
             return None
-        return int(self._delta(ref).history(1).select("version").first()[0])
+        try:
+            latest = self.history(ref, 1)
+        except AnalysisException as error:
+            if error.getCondition() in NOT_A_DELTA_TABLE:
+                return None
+            raise
+        return int(latest[0]["version"]) if latest else None
+
+    def history(self, ref: TableRef, limit: int) -> list:
+        """The newest ``limit`` rows of ``DESCRIBE HISTORY`` (version, operation, operationMetrics, ...)."""
+        return self.spark.sql(f"DESCRIBE HISTORY {self._sql_name(ref)} LIMIT {int(limit)}").collect()
 
     # --- writes ----------------------------------------------------------------------------
     def ensure(self, ref: TableRef, schema_ddl: str, constraints: dict[str, str] | None = None,
@@ -140,13 +149,17 @@ class Lakehouse:
         Returns Delta's operation metrics (numTargetRowsInserted, numTargetRowsUpdated, ...).
         """
         condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-        merge = self._delta(ref).alias("t").merge(df.alias("s"), condition)
-        if update:
-            # only touch rows whose values changed, so a re-run rewrites no files
-            changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in df.columns if c not in keys)
-            merge = merge.whenMatchedUpdateAll(condition=changed) if changed else merge
-        merge.whenNotMatchedInsertAll().execute()
-        metrics = self._delta(ref).history(1).select("operation", "operationMetrics").first()
+        # only touch rows whose values changed, so a re-run rewrites no files
+        changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in df.columns if c not in keys)
+        matched = f"WHEN MATCHED AND ({changed}) THEN UPDATE SET * " if update and changed else ""
+        source = f"_merge_source_{uuid.uuid4().hex}"
+        df.createOrReplaceTempView(source)
+        try:
+            self.spark.sql(f"MERGE INTO {self._sql_name(ref)} AS t USING {source} AS s ON {condition} "
+                           f"{matched}WHEN NOT MATCHED THEN INSERT *")
+        finally:
+            self.spark.catalog.dropTempView(source)
+        metrics = self.history(ref, 1)[0]
         result = {k: int(v) for k, v in (metrics["operationMetrics"] or {}).items() if v.isdigit()}
         log.info("merged into %s: %s", ref, {k: v for k, v in result.items() if k.startswith("numTargetRows")})
         return result
@@ -170,7 +183,7 @@ class Lakehouse:
 
     def restore(self, ref: TableRef, version: int) -> None:
         """Put ``ref`` back to ``version`` (used to undo a multi-table write that failed half way)."""
-        self._delta(ref).restoreToVersion(version)
+        self.spark.sql(f"RESTORE TABLE {self._sql_name(ref)} TO VERSION AS OF {int(version)}")
 
     def _sql_name(self, ref: TableRef) -> str:
         return f"delta.`{self.location(ref)}`" if self.uses_paths else self.location(ref)

@@ -109,7 +109,7 @@ def test_incremental_run_equals_full_run(spark, full_run, tmp_path, mlflow_store
                             "demand.mode=incremental", "demand.incremental_days=14")
     write_silver(spark, incremental, END)
     run_job("demand_features", demand_job, incremental, spark)
-    history = Lakehouse(spark, incremental.lakehouse)._delta(SKU_DEMAND_FEATURES).history(1).first()
+    history = Lakehouse(spark, incremental.lakehouse).history(SKU_DEMAND_FEATURES, 1)[0]
     assert "2024-03-18" in history["operationParameters"]["predicate"]     # only the last 14 days replaced
 
     got = gold(spark, incremental, SKU_DEMAND_FEATURES).drop(*METADATA, "month_start")

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
+from pyspark.sql import functions as F
 
 from shopai_spark.config import ConfigError, load_config
 from shopai_spark.quality import split_valid
@@ -109,16 +110,18 @@ def test_read_udata_parses_movielens_lines_and_marks_garbage(spark, tmp_path):
     assert good.count() == 2 and rejected.first()["reason"] == "rating_not_a_number"
 
 
-def test_index_is_dense_sorted_and_round_trips(spark):
-    frame = spark.createDataFrame([("u3", "b"), ("u1", "a"), ("u3", "a"), (None, "c"), ("u2", "c")],
-                                  "user_id STRING, item_id STRING")
+def test_index_is_dense_deterministic_and_round_trips(spark):
+    frame = spark.createDataFrame([("u3", "b"), ("u1", "a"), ("u3", "a"), (None, "c"), ("u2", "c")]
+                                  + [(f"v{n}", f"i{n % 7}") for n in range(40)], "user_id STRING, item_id STRING")
     users = build_index(frame, "user_id", "user_idx")
     items = build_index(frame, "item_id", "item_idx")
-    assert_df_equality(users.orderBy("user_idx"), spark.createDataFrame(
-        [("u1", 0), ("u2", 1), ("u3", 2)], "user_id STRING, user_idx INT"), ignore_nullable=True)
-    assert [r["item_id"] for r in items.orderBy("item_idx").collect()] == ["a", "b", "c"]
+    for index, id_col, idx_col, ids in ((users, "user_id", "user_idx", 43), (items, "item_id", "item_idx", 10)):
+        got = index.toPandas()
+        assert sorted(got[idx_col]) == list(range(ids)) and got[id_col].is_unique   # dense 0..n-1, one per id
+        again = build_index(frame.orderBy(F.rand(3)), id_col, idx_col)   # other row order, same numbering
+        assert_df_equality(index.orderBy(idx_col), again.orderBy(idx_col))
     indexed = to_indices(frame, users, items)
-    assert indexed.count() == 4  # the null user is not indexed
+    assert indexed.count() == frame.count() - 1  # the null user is not indexed
     back = to_ids(indexed.select("user_idx", "item_idx"), users, items)
     assert sorted(map(tuple, back.select("user_id", "item_id").collect())) == sorted(
         r for r in map(tuple, frame.collect()) if r[0] is not None)

@@ -2,14 +2,17 @@
 
 The mappings are plain DataFrames (``user_id``/``user_idx`` and ``item_id``/``item_idx``) that the
 job stores as gold.als_user_index and gold.als_item_index, so any score can be mapped back. Ids are
-numbered 0..n-1 in sorted order with ``zipWithIndex`` (distributed; nothing is collected). Null ids
-never reach this module (the quality rules quarantine them); more than 2**31-1 distinct ids raise
-:class:`IdRangeError` instead of failing deep inside MLlib.
+numbered 0..n-1 with DataFrame operations only (no RDD, so it runs on Spark Connect): each id falls
+in one of ``spark.sql.shuffle.partitions`` hash buckets, its number is the count of ids in earlier
+buckets plus its rank (by id) inside its bucket. Bucket and rank are functions of the ids alone, so
+the numbering is the same however often or wherever the plan is evaluated; only one count per
+bucket reaches the driver. Null ids never reach this module (the quality rules quarantine them);
+more than 2**31-1 distinct ids raise :class:`IdRangeError` instead of failing deep inside MLlib.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from shopai_spark.recommend.config import INT_RANGE
@@ -21,15 +24,20 @@ class IdRangeError(ValueError):
 
 def build_index(frame: DataFrame, id_col: str, idx_col: str) -> DataFrame:
     """Distinct non-null ``id_col`` values of ``frame`` → (``id_col`` STRING, ``idx_col`` INT), dense
-    from 0 in ascending id order. Raises IdRangeError beyond the INT range."""
-    distinct = frame.select(F.col(id_col).cast("string").alias(id_col)).where(F.col(id_col).isNotNull()) \
-        .distinct().orderBy(id_col)
-    numbered = distinct.rdd.zipWithIndex().map(lambda pair: (pair[0][0], pair[1]))
-    index = frame.sparkSession.createDataFrame(numbered, f"{id_col} STRING, {idx_col} LONG")
-    largest = index.agg(F.max(idx_col)).first()[0]
-    if largest is not None and largest >= INT_RANGE:
-        raise IdRangeError(f"{largest + 1:,} distinct {id_col} values exceed ALS's integer id range ({INT_RANGE:,})")
-    return index.withColumn(idx_col, F.col(idx_col).cast("int"))
+    from 0, ordered by (hash bucket, id). Raises IdRangeError beyond the INT range."""
+    buckets = int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    ids = frame.select(F.col(id_col).cast("string").alias(id_col)).where(F.col(id_col).isNotNull()).distinct() \
+        .withColumn("_bucket", F.pmod(F.xxhash64(id_col), F.lit(buckets)).cast("int"))
+    sizes = dict(ids.groupBy("_bucket").count().collect())   # at most `buckets` rows
+    offsets, total = [], 0
+    for bucket in range(buckets):
+        offsets.append(total)
+        total += sizes.get(bucket, 0)
+    if total > INT_RANGE:
+        raise IdRangeError(f"{total:,} distinct {id_col} values exceed ALS's integer id range ({INT_RANGE:,})")
+    rank = F.row_number().over(Window.partitionBy("_bucket").orderBy(id_col)) - 1
+    offset = F.element_at(F.array(*(F.lit(o) for o in offsets)), F.col("_bucket") + 1)
+    return ids.select(id_col, (offset + rank).cast("int").alias(idx_col))
 
 
 def to_indices(frame: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:

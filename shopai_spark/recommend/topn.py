@@ -1,8 +1,10 @@
 """Fast top-N for every user (and similar items) with numpy inside ``mapInPandas``.
 
 MLlib's ``recommendForAllUsers`` cross-joins factor blocks through the shuffle. Here the item
-factors (one float32 matrix: items x rank, 5 MB for 20,000 items at rank 64) are broadcast once;
-each task scores blocks of ``block_size`` users with one matrix product, masks excluded items with
+factors (one float32 matrix: items x rank, 5 MB for 20,000 items at rank 64) travel inside the
+scoring function: Spark ships a Python function's pickled bytes once per stage (classic PySpark
+broadcasts any function over 1 MB; Spark Connect sends it in the plan), so no ``SparkContext`` is
+needed and the same code runs on Spark Connect. Each task scores blocks of ``block_size`` users with one matrix product, masks excluded items with
 -inf and keeps the top k with ``argpartition`` (linear) before sorting just those k. The result has
 the same rows as ``recommendForAllUsers`` (ties in score may be ordered differently).
 
@@ -129,14 +131,12 @@ def _score_blocks(batches: Iterator[pd.DataFrame], items: ItemFactors, k: int, b
             yield out[np.isfinite(out["score"])]
 
 
-def _top_k_frame(spark: SparkSession, queries: DataFrame, items: ItemFactors, k: int, block_size: int,
-                 id_col: str, exclude_col: str | None = None, exclude_self: bool = False,
-                 normalize: bool = False) -> DataFrame:
-    broadcast = spark.sparkContext.broadcast(items)
+def _top_k_frame(queries: DataFrame, items: ItemFactors, k: int, block_size: int, id_col: str,
+                 exclude_col: str | None = None, exclude_self: bool = False, normalize: bool = False) -> DataFrame:
     schema = "query INT, rank INT, item INT, score DOUBLE"
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        return _score_blocks(batches, broadcast.value, k, block_size, id_col, exclude_col, exclude_self, normalize)
+        return _score_blocks(batches, items, k, block_size, id_col, exclude_col, exclude_self, normalize)
 
     return queries.mapInPandas(score, schema)
 
@@ -155,7 +155,7 @@ def recommend_all(user_factors: DataFrame, items: ItemFactors, n: int, exclude: 
         lists = exclude.groupBy("user_idx").agg(F.collect_set("item_idx").alias("_exclude"))
         queries = queries.join(lists, "user_idx", "left")
         exclude_col = "_exclude"
-    frame = _top_k_frame(user_factors.sparkSession, queries, items, n, block_size, "user_idx", exclude_col)
+    frame = _top_k_frame(queries, items, n, block_size, "user_idx", exclude_col)
     return frame.select(F.col("query").alias("user_idx"), "rank", F.col("item").alias("item_idx"), "score")
 
 
@@ -168,7 +168,7 @@ def similar_items(items: ItemFactors, spark: SparkSession, m: int, block_size: i
     queries = spark.createDataFrame(table, "item_idx INT, features ARRAY<FLOAT>")
     if partitions:
         queries = queries.repartition(partitions)
-    frame = _top_k_frame(spark, queries, items.normalized(), m, block_size, "item_idx", exclude_self=True,
+    frame = _top_k_frame(queries, items.normalized(), m, block_size, "item_idx", exclude_self=True,
                          normalize=True)
     return frame.select(F.col("query").alias("item_idx"), "rank", F.col("item").alias("similar_idx"), "score")
 
