@@ -1,23 +1,25 @@
 # shopai_spark — run `make help` for the targets. Needs only Python >= 3.10 and Java 17.
 PYTHON ?= python3
-VENV   := .venv
+SPARK_LINE ?= 4.2
+VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-done
+PINS   := constraints/spark-$(SPARK_LINE).txt
 CONF   ?= conf/local.yaml
 BENCH_SIZE ?= small
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint bench package cluster-test clean
+.PHONY: help setup demo test lint bench package cluster-test connect-test smoke-spark40 clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-setup: $(STAMP)  ## create .venv, install -e .[dev], cache the Delta jars (once)
+setup: $(STAMP)  ## create .venv, install -e .[dev] pinned by constraints/spark-$(SPARK_LINE).txt, cache the Delta jars
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(PINS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -c $(PINS) -e '.[dev]'
 	$(BIN)/python -m shopai_spark.session
 	touch $(STAMP)
 
@@ -32,6 +34,7 @@ lint: setup  ## ruff
 
 bench: setup  ## benchmarks (BENCH_SIZE=small|large), results in bench/results/
 	$(BIN)/python -m bench.harness --size $(BENCH_SIZE)
+	$(BIN)/python -m bench.harness --size $(BENCH_SIZE) --only als --connect
 
 package: setup  ## dist/: the wheel and shopai_spark.zip for spark-submit --py-files
 	rm -rf dist && mkdir -p dist
@@ -42,7 +45,14 @@ package: setup  ## dist/: the wheel and shopai_spark.zip for spark-submit --py-f
 cluster-test: setup  ## every job via spark-submit on a local standalone cluster (1 master, 2 workers)
 	$(BIN)/python scripts/cluster_test.py
 
+connect-test: setup  ## the whole pipeline through a real Spark Connect server on 127.0.0.1
+	$(BIN)/python scripts/connect_test.py
+
+smoke-spark40:  ## the whole pipeline (small shop, local) on the Spark 4.0 line, in .venv-spark40
+	$(MAKE) setup VENV=.venv-spark40 SPARK_LINE=4.0
+	.venv-spark40/bin/python scripts/connect_test.py --local
+
 clean:  ## remove the venv, local lakehouse, MLflow store and caches
-	rm -rf $(VENV) lakehouse mlruns mlflow.db data/raw checkpoints spark-warehouse .pytest_cache .ruff_cache \
+	rm -rf .venv .venv-spark40 lakehouse mlruns mlflow.db data/raw checkpoints spark-warehouse .pytest_cache .ruff_cache \
 	       bench/results/tmp dist build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

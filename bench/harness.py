@@ -1,7 +1,9 @@
 """Benchmark harness: times stages and samples peak memory, writes results with machine and versions.
 
-``python -m bench.harness --size small|large [--only NAME ...]`` imports every ``bench/bench_*.py``
-module and calls its ``run(bench: Bench)``. A module measures its stages with::
+``python -m bench.harness --size small|large [--only NAME ...] [--connect]`` imports every
+``bench/bench_*.py`` module and calls its ``run(bench: Bench)``. ``--connect`` starts a Spark
+Connect server on this machine and runs the modules through it (stage names end in "(Spark
+Connect)"; ``make bench`` runs the ALS stages both ways, so each ratio is measured within one run). A module measures its stages with::
 
     with bench.stage("ingest", rows=n):
         ...
@@ -86,6 +88,7 @@ class Bench:
     size: str
     workdir: Path
     spark: Any
+    connect: bool = False   # the session is a Spark Connect client (stage names say so)
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def config(self, *overrides: str):
@@ -115,6 +118,8 @@ class Bench:
         finally:
             seconds = time.perf_counter() - started
             peak = memory.stop()
+        if self.connect:
+            name = f"{name} (Spark Connect)"
         record = {"stage": name, "size": self.size, "seconds": round(seconds, 2), "peak_mb": round(peak),
                   **extra, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
         self.records.append(record)
@@ -164,9 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="bench module names, e.g. ingest als")
     parser.add_argument("--workdir", default=str(ROOT / "bench" / "results" / "tmp"))
     parser.add_argument("--driver-memory", default="8g", help="Spark driver memory (local mode: all of Spark)")
+    parser.add_argument("--connect", action="store_true",
+                        help="run through a Spark Connect server started here (same driver memory)")
     args = parser.parse_args(argv)
 
     from shopai_spark.config import load_config
+    from shopai_spark.connect_server import ConnectServer
     from shopai_spark.runtime import configure_logging
     from shopai_spark.session import get_spark
 
@@ -174,16 +182,30 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    spark = get_spark(load_config(ROOT / "conf" / "local.yaml", [f"spark.checkpoint_dir={workdir / 'ckpt'}",
-                                                                f"spark.driver_memory={args.driver_memory}"]).spark)
-    bench = Bench(size=args.size, workdir=workdir, spark=spark)
-    names = sorted(p.stem.removeprefix("bench_") for p in (ROOT / "bench").glob("bench_*.py"))
-    order = ["ingest"] + [n for n in names if n != "ingest"]  # ingest first: others read its tables
-    for name in [n for n in order if n in names and (not args.only or n in args.only)]:
-        importlib.import_module(f"bench.bench_{name}").run(bench)
+    settings = [f"spark.checkpoint_dir={workdir / 'ckpt'}", f"spark.driver_memory={args.driver_memory}"]
+    server = ConnectServer(workdir / "server", driver_memory=args.driver_memory) if args.connect else None
+    if server is not None:
+        server.start()
+        settings.append(f"spark.remote={server.url}")
+    try:
+        spark = get_spark(load_config(ROOT / "conf" / "local.yaml", settings).spark)
+        bench = Bench(size=args.size, workdir=workdir, spark=spark, connect=server is not None)
+        run_modules(bench, args.only)
+        spark.stop()
+    finally:
+        if server is not None:
+            server.stop()
     write_results(bench.records)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def run_modules(bench: Bench, only: list[str] | None) -> None:
+    """Every bench module's ``run(bench)`` (or those named in ``only``), ingest first."""
+    names = sorted(p.stem.removeprefix("bench_") for p in (ROOT / "bench").glob("bench_*.py"))
+    order = ["ingest"] + [n for n in names if n != "ingest"]  # ingest first: others read its tables
+    for name in [n for n in order if n in names and (not only or n in only)]:
+        importlib.import_module(f"bench.bench_{name}").run(bench)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,28 +25,14 @@ import time
 from pathlib import Path
 
 import pyspark
+from pipeline_checks import JOBS, ROOT, check_outputs, overrides, table_state
 
-ROOT = Path(__file__).resolve().parents[1]
+from shopai_spark.connect_server import free_port
+from shopai_spark.session import delta_package
+
 SPARK_HOME = Path(pyspark.__file__).parent
-DELTA_PACKAGE = "io.delta:delta-spark_2.13:4.0.1"
-
-# job → tables it must have written (layer/name) after running on the cluster
-JOBS: dict[str, list[str]] = {
-    "generate_data": ["bronze/truth_customer_segments", "bronze/truth_bundles"],
-    "ingest": ["silver/events", "silver/orders", "silver/order_items", "silver/products"],
-    "als": ["gold/user_recommendations", "gold/similar_items", "gold/als_user_index", "gold/als_item_index"],
-    "fpgrowth": ["gold/frequent_itemsets", "gold/association_rules", "gold/frequently_bought_together"],
-    "segments": ["gold/customer_segments", "gold/segment_profiles", "gold/segment_migrations"],
-    "demand_features": ["gold/sku_demand_features", "gold/inventory_signals"],
-}
 KILLED_JOB = "als"
 KILL_WHEN_LOGGED = "als | index ids"   # the job is past reading its input, before any write
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class StandaloneCluster:
@@ -104,65 +89,19 @@ def build_zip(dist: Path) -> Path:
     return Path(archive)
 
 
-def overrides(workdir: Path) -> list[str]:
-    sets = [
-        f"lakehouse.root={workdir / 'lakehouse'}",
-        f"generate.raw_dir={workdir / 'raw'}",
-        f"ingest.events.path={workdir / 'raw' / 'events'}",
-        f"ingest.orders.path={workdir / 'raw' / 'orders'}",
-        f"ingest.products.path={workdir / 'raw' / 'products'}",
-        f"tracking.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
-        f"tracking.artifact_location={workdir / 'mlruns'}",
-        f"spark.checkpoint_dir={workdir / 'checkpoints'}",
-        "spark.shuffle_partitions=4",
-        "generate.users=400", "generate.skus=80", "generate.days=120",
-        # small searches: this checks that every job runs on a cluster, not model quality
-        "segments.k_max=4", "segments.n_init=1", "demand.gbt_max_iter=5", "als.max_iter=5",
-    ]
-    return [arg for s in sets for arg in ("--set", s)]
-
-
 def submit_command(cluster_url: str, py_files: Path, job: str, workdir: Path) -> list[str]:
     return [
         str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster_url,
-        "--packages", DELTA_PACKAGE, "--py-files", str(py_files),
+        "--packages", delta_package(), "--py-files", str(py_files),
         "--conf", f"spark.pyspark.python={sys.executable}",
         "--conf", "spark.executor.memory=1g", "--conf", "spark.sql.session.timeZone=UTC",
         str(ROOT / "jobs" / f"{job}.py"), "--conf", str(ROOT / "conf" / "cluster.yaml"), *overrides(workdir),
     ]
 
 
-def check_outputs(job: str, workdir: Path) -> None:
-    """The job's tables exist as Delta tables and its latest MLflow run finished."""
-    import mlflow
-
-    for table in JOBS[job]:
-        if not (workdir / "lakehouse" / table / "_delta_log").is_dir():
-            raise AssertionError(f"{job}: table {table} was not written")
-    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
-    runs = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.job = '{job}'")
-    if runs.empty or runs.iloc[0]["status"] != "FINISHED":
-        raise AssertionError(f"{job}: no FINISHED MLflow run found")
-
-
-def table_state(workdir: Path, table: str) -> tuple[int, int]:
-    """(latest Delta version, rows) of ``lakehouse/<table>``, read in a separate local process."""
-    from delta import configure_spark_with_delta_pip
-    from pyspark.sql import SparkSession
-
-    builder = (SparkSession.builder.master("local[1]").appName("cluster-test-check")
-               .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-               .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false"))
-    spark = configure_spark_with_delta_pip(builder).getOrCreate()
-    path = str(workdir / "lakehouse" / table)
-    version = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()["version"]
-    return int(version), spark.read.format("delta").load(path).count()
-
-
 def kill_mid_run(cluster_url: str, py_files: Path, workdir: Path) -> None:
     """Start KILLED_JOB again, SIGKILL it once KILL_WHEN_LOGGED appears, check its tables are unchanged."""
-    before = {table: table_state(workdir, table) for table in JOBS[KILLED_JOB]}
+    before = table_state(workdir, JOBS[KILLED_JOB])
     command = submit_command(cluster_url, py_files, KILLED_JOB, workdir) + ["--set", "als.rank=12"]
     proc = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -176,7 +115,7 @@ def kill_mid_run(cluster_url: str, py_files: Path, workdir: Path) -> None:
     if not any(KILL_WHEN_LOGGED in line for line in seen):
         print("".join(seen[-80:]))
         raise AssertionError(f"kill test: {KILLED_JOB} ended before logging {KILL_WHEN_LOGGED!r}")
-    after = {table: table_state(workdir, table) for table in JOBS[KILLED_JOB]}
+    after = table_state(workdir, JOBS[KILLED_JOB])
     if after != before:
         raise AssertionError(f"kill test: tables changed by a killed run: before {before}, after {after}")
     print(f"cluster-test: {KILLED_JOB} killed mid-run; its tables kept their versions {before}", flush=True)

@@ -36,10 +36,10 @@ class ConfigError(ValueError):
 class SparkConfig:
     """How to get a SparkSession.
 
-    An active session (Databricks, notebook) is always reused. Otherwise ``remote`` set (like
-    ``sc://host:15002``): a Spark Connect session on that server (the server brings Delta);
-    ``master`` set (like ``local[2]``): a local session with Delta jars resolved by pip/Ivy; both
-    null: let ``spark-submit --master`` decide. ``app_name`` names the application.
+    An active session (Databricks, notebook) is always reused. ``remote`` (like ``sc://host:15002``)
+    set: a Spark Connect session on that server, which brings Delta. ``master`` (like ``local[2]``)
+    set and ``remote`` null: a local session with Delta jars resolved by pip/Ivy; both null: let
+    ``spark-submit --master`` decide. ``app_name`` names the application.
     ``shuffle_partitions`` sets spark.sql.shuffle.partitions. ``ui_enabled`` turns the local Spark UI
     on or off. ``driver_memory`` is the local driver's heap (all of Spark in local mode).
     ``checkpoint_dir`` becomes ``spark.checkpoint.dir`` of a session this project starts (ALS

@@ -22,7 +22,7 @@ from shopai_spark.ingest.job import run as ingest
 from shopai_spark.recommend.job import run as als
 from shopai_spark.runtime import JobFunction, JobSummary, configure_logging, run_job
 from shopai_spark.segment.job import run as segments
-from shopai_spark.session import get_spark
+from shopai_spark.session import get_spark, session_for
 
 STEPS: dict[str, JobFunction] = {
     "generate_data": generate_data,
@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.conf, args.overrides)
         steps = args.steps.split(",") if args.steps else None
-        run_pipeline(config, steps)
+        with session_for(config.spark) as spark:
+            run_pipeline(config, steps, spark)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from shopai_spark.config import AppConfig, ConfigError, load_config
 from shopai_spark.errors import JobError, MissingTableError
-from shopai_spark.session import get_spark
+from shopai_spark.session import get_spark, session_for
 from shopai_spark.tables import Lakehouse, TableRef
 from shopai_spark.tracking import JobRun, tracked_run
 
@@ -128,7 +128,8 @@ def main(job: str, fn: JobFunction, argv: Sequence[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     try:
-        summary = run_job(job, fn, config)
+        with session_for(config.spark) as spark:
+            summary = run_job(job, fn, config, spark)
     except JobError as exc:
         log.debug("%s failed", job, exc_info=True)
         print(f"{job} failed: {exc}", file=sys.stderr)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
@@ -85,6 +87,20 @@ def get_spark(config: SparkConfig) -> SparkSession:
     spark = builder.getOrCreate()
     log.info("started SparkSession (%s)", describe(spark))
     return spark
+
+
+@contextmanager
+def session_for(config: SparkConfig) -> Iterator[SparkSession]:
+    """:func:`get_spark` for a process entry point: a session started here is stopped on the way
+    out (a Spark Connect client otherwise waits on the server while exiting); a session that was
+    already active (Databricks) is left running."""
+    started_here = SparkSession.getActiveSession() is None
+    spark = get_spark(config)
+    try:
+        yield spark
+    finally:
+        if started_here:
+            spark.stop()
 
 
 def is_connect(spark: SparkSession) -> bool:

@@ -5,6 +5,15 @@ the flattened config as params, the Delta version of every input table, counts a
 tables (CSV) and figures (PNG). It works with the default local backend (SQLite + ``./mlruns``) and
 with any remote tracking URI (``databricks``, ``http://…``). With ``tracking.enabled: false`` the
 run is a no-op that still hands out a run id, so jobs keep one code path.
+
+Spark ML models are logged in MLflow's ``spark`` flavor by :meth:`JobRun.log_spark_model` and read
+back by :func:`load_spark_model`. On a classic session that is ``mlflow.spark``. On Spark Connect
+outside Databricks ``mlflow.spark`` cannot move the model (it copies through the JVM's Hadoop
+client), so the Connect server writes the model straight into the run's artifact store and the
+``MLmodel`` file beside it is written here: the same layout, loadable by ``mlflow.spark.load_model``
+from any classic session. That needs an artifact store the server can reach (the same machine, or
+an object store); Databricks serverless uses ``mlflow.spark`` with a Unity Catalog volume
+(``MLFLOW_DFS_TMP``), as MLflow documents.
 """
 
 from __future__ import annotations
@@ -18,10 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shopai_spark.config import AppConfig, TrackingConfig, flatten
+from shopai_spark.session import is_connect
 from shopai_spark.tables import Lakehouse, TableRef
 
 if TYPE_CHECKING:
     import pandas as pd
+    from pyspark.ml import Model, PipelineModel
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +105,77 @@ class JobRun:
             import mlflow
 
             mlflow.log_text(text, name)
+
+
+    def log_spark_model(self, spark: SparkSession, model: Model, name: str = "model", signature: Any = None,
+                        input_example: pd.DataFrame | None = None,
+                        registered_model_name: str | None = None) -> tuple[str | None, str | None]:
+        """Log a fitted Spark ML model (wrapped in a PipelineModel) under ``name`` and register it as
+        ``registered_model_name`` when given. Returns (model URI, registered version); (None, None)
+        for an untracked run."""
+        if not self.active:
+            return None, None
+        import mlflow
+        import mlflow.spark
+        import pyspark
+
+        requirements = [f"pyspark=={pyspark.__version__}"]
+        if not is_connect(spark) or _in_databricks():
+            info = mlflow.spark.log_model(model, name, signature=signature, input_example=input_example,
+                                          registered_model_name=registered_model_name,
+                                          pip_requirements=requirements)
+            version = getattr(info, "registered_model_version", None)
+            return info.model_uri, None if version is None else str(version)
+        uri = self._log_spark_model_from_server(model, name, signature, input_example, requirements)
+        if registered_model_name is None:
+            return uri, None
+        return uri, str(mlflow.register_model(uri, registered_model_name).version)
+
+    def _log_spark_model_from_server(self, model: Model, name: str, signature: Any,
+                                     input_example: pd.DataFrame | None, requirements: list[str]) -> str:
+        import mlflow
+        import pyspark
+        from mlflow.models import Model as MlflowModel
+        from mlflow.models.utils import _save_example
+        from mlflow.pyfunc import add_to_model
+        from pyspark.ml import PipelineModel
+
+        pipeline = model if isinstance(model, PipelineModel) else PipelineModel([model])
+        pipeline.write().overwrite().save(f"{mlflow.get_artifact_uri(name)}/sparkml")   # written by the server
+        described = MlflowModel(artifact_path=name, run_id=self.run_id, signature=signature)
+        described.add_flavor("spark", pyspark_version=pyspark.__version__, model_data="sparkml",
+                             model_class=type(pipeline).__module__ + "." + type(pipeline).__name__)
+        add_to_model(described, loader_module="mlflow.spark", data="sparkml", env={"virtualenv": "python_env.yaml"})
+        with tempfile.TemporaryDirectory() as tmp:
+            if input_example is not None:
+                _save_example(described, input_example, tmp)
+            described.save(f"{tmp}/MLmodel")
+            Path(tmp, "requirements.txt").write_text("\n".join(requirements) + "\n")
+            mlflow.log_artifacts(tmp, name)
+        return f"runs:/{self.run_id}/{name}"
+
+
+def load_spark_model(spark: SparkSession, model_uri: str) -> PipelineModel:
+    """The Spark ML PipelineModel logged at ``model_uri`` (``runs:/…``, ``models:/…``), read on the
+    session's cluster (on Spark Connect straight from the artifact store, see the module docstring)."""
+    import mlflow.spark
+
+    if not is_connect(spark) or _in_databricks():
+        return mlflow.spark.load_model(model_uri)
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+    from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+    from pyspark.ml import PipelineModel
+
+    repository = ModelsArtifactRepository if model_uri.startswith("models:/") else RunsArtifactRepository
+    location = repository.get_underlying_uri(model_uri) if model_uri.split(":")[0] in ("models", "runs") \
+        else model_uri
+    return PipelineModel.load(f"{location.rstrip('/')}/sparkml")
+
+
+def _in_databricks() -> bool:
+    from mlflow.utils import databricks_utils
+
+    return databricks_utils.is_in_databricks_runtime()
 
 
 def configure_mlflow(config: TrackingConfig) -> None:

@@ -283,18 +283,13 @@ def log_model(ctx: JobContext, model: ALSModel, indexed: DataFrame) -> tuple[str
     Returns (model URI, registered version)."""
     if not ctx.run.active:
         return None, None
-    import mlflow.spark
-    import pyspark
     from mlflow.models import infer_signature
 
     example = indexed.select("user_idx", "item_idx").limit(3).toPandas()
     predicted = model.transform(ctx.spark.createDataFrame(example)).toPandas()
     signature = infer_signature(example, predicted[["prediction"]])
-    info = mlflow.spark.log_model(model, "model", signature=signature, input_example=example,
-                                  registered_model_name=ctx.config.als.registered_model,
-                                  pip_requirements=[f"pyspark=={pyspark.__version__}"])
-    version = getattr(info, "registered_model_version", None)
-    return info.model_uri, None if version is None else str(version)
+    return ctx.run.log_spark_model(ctx.spark, model, signature=signature, input_example=example,
+                                   registered_model_name=ctx.config.als.registered_model)
 
 
 def metric_table(model_metrics: dict[str, float], baseline: dict[str, float]) -> pd.DataFrame:

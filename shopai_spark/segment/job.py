@@ -46,7 +46,7 @@ from shopai_spark.segment.profiles import (
 from shopai_spark.segment.scaling import model_features, preprocessing_stages, scaler_of, transform_rows
 from shopai_spark.segment.select_k import CURVES, choose_k, evaluate_k, plot_curve
 from shopai_spark.tables import EmptyOutputError, TableRef, TableWrite, with_run_metadata
-from shopai_spark.tracking import JobRun
+from shopai_spark.tracking import JobRun, load_spark_model
 
 log = logging.getLogger(__name__)
 
@@ -182,13 +182,9 @@ def latest_model_uri(ctx: JobContext) -> str:
 def log_model(ctx: JobContext, model: PipelineModel) -> str | None:
     if not ctx.run.active:
         return None
-    import mlflow
-    import mlflow.spark
-    import pyspark
-
-    info = mlflow.spark.log_model(model, "model", pip_requirements=[f"pyspark=={pyspark.__version__}"])
-    ctx.run.set_tags({MODEL_TAG: info.model_uri})
-    return info.model_uri
+    model_uri, _ = ctx.run.log_spark_model(ctx.spark, model)
+    ctx.run.set_tags({MODEL_TAG: model_uri})
+    return model_uri
 
 
 def migrations(ctx: JobContext, segments: DataFrame) -> pd.DataFrame:
@@ -286,10 +282,8 @@ def run(ctx: JobContext) -> JobSummary:
             step.update(iterations=result.iterations, converged=result.converged, model=model_uri)
     else:
         with ctx.step("load model") as step:
-            import mlflow.spark
-
             model_uri = latest_model_uri(ctx)
-            model = mlflow.spark.load_model(model_uri)
+            model = load_spark_model(ctx.spark, model_uri)
             require_features(model_features(model), unavailable, notes)
             ctx.run.log_params({"segments.model_uri_used": model_uri})
             step.update(model=model_uri)
