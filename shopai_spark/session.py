@@ -91,10 +91,11 @@ def get_spark(config: SparkConfig) -> SparkSession:
 
 @contextmanager
 def session_for(config: SparkConfig) -> Iterator[SparkSession]:
-    """:func:`get_spark` for a process entry point: a session started here is stopped on the way
-    out (a Spark Connect client otherwise waits on the server while exiting); a session that was
-    already active (Databricks) is left running."""
-    started_here = SparkSession.getActiveSession() is None
+    """:func:`get_spark` for a process entry point: a Spark Connect session started here is stopped
+    on the way out (the client otherwise waits on the server while exiting and the server keeps its
+    state); a classic session ends with its process, and a session that was already active
+    (Databricks, a notebook, a test) is left running."""
+    started_here = config.remote is not None and SparkSession.getActiveSession() is None
     spark = get_spark(config)
     try:
         yield spark
