@@ -28,7 +28,8 @@ def spark(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("spark")
     session = get_spark(SparkConfig(
         master="local[2]", app_name="shopai_spark-tests", shuffle_partitions=2, ui_enabled=False,
-        driver_memory="2g", checkpoint_dir=str(tmp / "checkpoints"),
+        # 4g: on pyspark 4.2.0 the whole suite in one 2g driver ran out of broadcast memory late in the run
+        driver_memory="4g", checkpoint_dir=str(tmp / "checkpoints"),
         conf={"spark.sql.warehouse.dir": str(tmp / "warehouse"), "spark.default.parallelism": "2"},
     ))
     yield session

@@ -217,9 +217,9 @@ def fallback_recommendations(indexed: DataFrame, items_index: DataFrame, cold_us
     if bought is not None:
         bought = bought.select("user_id", F.col("item_id").alias("sku")).join(cold_users, "user_id")
         most_bought = bought.groupBy("user_id").count().agg(F.max("count")).first()[0] or 0
-    popular = item_popularity(indexed).orderBy(F.desc("users"), "item_idx").limit(n + most_bought)
-    ranked = to_ids(popular, items=items_index, item_id_col="sku").toPandas().sort_values(
-        ["users", "sku"], ascending=[False, True])
+    popular = to_ids(item_popularity(indexed), items=items_index, item_id_col="sku") \
+        .orderBy(F.desc("users"), "sku").limit(n + most_bought)   # ties: by sku, not by index number
+    ranked = popular.toPandas().sort_values(["users", "sku"], ascending=[False, True])
     table = pd.DataFrame({"rank": range(1, len(ranked) + 1), "sku": ranked["sku"].to_numpy(),
                           "score": ranked["users"].to_numpy() / max(users, 1)})
     top = cold_users.sparkSession.createDataFrame(table, "rank INT, sku STRING, score DOUBLE")
