@@ -9,7 +9,7 @@ CONF   ?= conf/local.yaml
 BENCH_SIZE ?= small
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint bench package cluster-test connect-test smoke-spark40 clean
+.PHONY: help setup demo test test-fast lint bench package cluster-test connect-test smoke-spark40 clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ demo: setup  ## generate sample data and run the whole pipeline locally
 
 test: setup  ## run the test suite (real Spark, Delta and MLflow)
 	$(BIN)/python -m pytest
+
+test-fast: setup  ## the unit tests only (no end-to-end job runs, no real-data tests)
+	$(BIN)/python -m pytest -m "not e2e and not realdata"
 
 lint: setup  ## ruff
 	$(BIN)/ruff check shopai_spark jobs tests bench

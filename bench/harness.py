@@ -93,7 +93,7 @@ class Bench:
 
     def config(self, *overrides: str):
         """conf/local.yaml with lakehouse, raw files and MLflow under this bench's work folder."""
-        from shopai_spark.config import load_config
+        from shopai_spark.app import load_config
 
         base = [
             f"lakehouse.root={self.workdir / 'lakehouse'}",
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run through a Spark Connect server started here (same driver memory)")
     args = parser.parse_args(argv)
 
-    from shopai_spark.config import load_config
+    from shopai_spark.app import load_config
     from shopai_spark.connect_server import ConnectServer
     from shopai_spark.runtime import configure_logging
     from shopai_spark.session import get_spark

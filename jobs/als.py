@@ -3,8 +3,7 @@
     spark-submit jobs/als.py --conf conf/local.yaml [--set als.mode=explicit ...]
 """
 
-from shopai_spark.recommend.job import run
-from shopai_spark.runtime import main
+from shopai_spark.app import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("als", run))
+    raise SystemExit(main("als"))

@@ -3,8 +3,7 @@
     spark-submit jobs/demand_features.py --conf conf/local.yaml [--set demand.mode=incremental ...]
 """
 
-from shopai_spark.demand.job import run
-from shopai_spark.runtime import main
+from shopai_spark.app import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("demand_features", run))
+    raise SystemExit(main("demand_features"))

@@ -4,8 +4,7 @@ gold.frequently_bought_together).
     spark-submit jobs/fpgrowth.py --conf conf/local.yaml [--set fpgrowth.min_support=0.005 ...]
 """
 
-from shopai_spark.basket.job import run
-from shopai_spark.runtime import main
+from shopai_spark.app import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("fpgrowth", run))
+    raise SystemExit(main("fpgrowth"))

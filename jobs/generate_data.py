@@ -3,8 +3,7 @@
     spark-submit jobs/generate_data.py --conf conf/local.yaml [--set generate.users=10000 ...]
 """
 
-from shopai_spark.generate.job import run
-from shopai_spark.runtime import main
+from shopai_spark.app import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("generate_data", run))
+    raise SystemExit(main("generate_data"))

@@ -3,8 +3,7 @@
     spark-submit jobs/ingest.py --conf conf/local.yaml [--set key=value ...]
 """
 
-from shopai_spark.ingest.job import run
-from shopai_spark.runtime import main
+from shopai_spark.app import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("ingest", run))
+    raise SystemExit(main("ingest"))

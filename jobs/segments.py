@@ -3,8 +3,7 @@
     spark-submit jobs/segments.py --conf conf/local.yaml [--set segments.mode=score ...]
 """
 
-from shopai_spark.runtime import main
-from shopai_spark.segment.job import run
+from shopai_spark.app import main
 
 if __name__ == "__main__":
-    raise SystemExit(main("segments", run))
+    raise SystemExit(main("segments"))

@@ -13,11 +13,10 @@ declare_widgets(dbutils, PARAMETERS)
 
 # COMMAND ----------
 
-from shopai_spark.ingest.job import run
 from shopai_spark.notebook import run_notebook_job
 
 config = config_from_widgets(dbutils, PARAMETERS)
-summary = run_notebook_job("ingest", run, config, spark)
+summary = run_notebook_job("ingest", config, spark)
 print(summary.render())
 
 # COMMAND ----------

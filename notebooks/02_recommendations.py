@@ -16,10 +16,9 @@ dbutils.widgets.text("user_id", "", "Show this user's recommendations (empty = t
 # COMMAND ----------
 
 from shopai_spark.notebook import run_notebook_job
-from shopai_spark.recommend.job import run
 
 config = config_from_widgets(dbutils, PARAMETERS)
-summary = run_notebook_job("als", run, config, spark)
+summary = run_notebook_job("als", config, spark)
 print(summary.render())
 
 # COMMAND ----------

@@ -15,11 +15,10 @@ declare_widgets(dbutils, PARAMETERS)
 
 # COMMAND ----------
 
-from shopai_spark.basket.job import run
 from shopai_spark.notebook import run_notebook_job
 
 config = config_from_widgets(dbutils, PARAMETERS)
-summary = run_notebook_job("fpgrowth", run, config, spark)
+summary = run_notebook_job("fpgrowth", config, spark)
 print(summary.render())
 
 # COMMAND ----------

@@ -16,10 +16,9 @@ declare_widgets(dbutils, PARAMETERS)
 # COMMAND ----------
 
 from shopai_spark.notebook import run_notebook_job
-from shopai_spark.segment.job import run
 
 config = config_from_widgets(dbutils, PARAMETERS)
-summary = run_notebook_job("segments", run, config, spark)
+summary = run_notebook_job("segments", config, spark)
 print(summary.render())
 
 # COMMAND ----------

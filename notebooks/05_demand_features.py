@@ -16,11 +16,10 @@ dbutils.widgets.text("sku", "", "Show this SKU's demand series (empty = the SKU 
 
 # COMMAND ----------
 
-from shopai_spark.demand.job import run
 from shopai_spark.notebook import run_notebook_job
 
 config = config_from_widgets(dbutils, PARAMETERS)
-summary = run_notebook_job("demand_features", run, config, spark)
+summary = run_notebook_job("demand_features", config, spark)
 print(summary.render())
 
 # COMMAND ----------

@@ -13,8 +13,8 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from shopai_spark.config import AppConfig, load_config
-from shopai_spark.runtime import JobFunction, JobSummary, configure_logging, run_job
+from shopai_spark.app import AppConfig, load_config, run_job
+from shopai_spark.runtime import JobSummary, configure_logging
 
 DEFAULT_CONF = "../conf/databricks.yaml"
 
@@ -38,7 +38,8 @@ def config_from_widgets(dbutils: Any, parameters: Sequence[str] = ()) -> AppConf
     return load_config(dbutils.widgets.get("conf"), overrides)
 
 
-def run_notebook_job(job: str, fn: JobFunction, config: AppConfig, spark: SparkSession) -> JobSummary:
-    """Run a job on the notebook's session (its own MLflow run) and return its summary."""
+def run_notebook_job(job: str, config: AppConfig, spark: SparkSession) -> JobSummary:
+    """Run job ``job`` (``als``, ``segments``, ...) on the notebook's session (its own MLflow run)
+    and return its summary."""
     configure_logging()
-    return run_job(job, fn, config, spark)
+    return run_job(job, config, spark)

@@ -14,39 +14,25 @@ from collections.abc import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
-from shopai_spark.basket.job import run as fpgrowth
-from shopai_spark.config import AppConfig, ConfigError, load_config
-from shopai_spark.demand.job import run as demand_features
-from shopai_spark.generate.job import run as generate_data
-from shopai_spark.ingest.job import run as ingest
-from shopai_spark.recommend.job import run as als
-from shopai_spark.runtime import JobFunction, JobSummary, configure_logging, run_job
-from shopai_spark.segment.job import run as segments
+from shopai_spark.app import JOBS, AppConfig, load_config, run_job
+from shopai_spark.config import ConfigError
+from shopai_spark.runtime import JobSummary, configure_logging
 from shopai_spark.session import get_spark, session_for
-
-STEPS: dict[str, JobFunction] = {
-    "generate_data": generate_data,
-    "ingest": ingest,
-    "als": als,
-    "fpgrowth": fpgrowth,
-    "segments": segments,
-    "demand_features": demand_features,
-}
 
 
 def run_pipeline(config: AppConfig, steps: Sequence[str] | None = None,
                  spark: SparkSession | None = None) -> list[JobSummary]:
     """Run ``steps`` (default: all, in pipeline order) on ``spark`` (default: from config); print a
     progress line per step; return the summaries."""
-    chosen = [s for s in STEPS if steps is None or s in steps]
-    unknown = sorted(set(steps or ()) - set(STEPS))
+    chosen = [s for s in JOBS if steps is None or s in steps]
+    unknown = sorted(set(steps or ()) - set(JOBS))
     if unknown:
-        raise ConfigError(f"unknown pipeline step(s) {unknown}; steps are {list(STEPS)}")
+        raise ConfigError(f"unknown pipeline step(s) {unknown}; steps are {list(JOBS)}")
     spark = spark or get_spark(config.spark)
     summaries = []
     for number, name in enumerate(chosen, start=1):
         started = time.perf_counter()
-        summary = run_job(name, STEPS[name], config, spark)
+        summary = run_job(name, config, spark)
         rows = sum(summary.tables.values())
         print(f"[{number}/{len(chosen)}] {name}: {rows:,} rows written in {time.perf_counter() - started:.1f} s",
               flush=True)
@@ -76,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobs/pipeline.py", description=__doc__.splitlines()[0])
     parser.add_argument("--conf", default="conf/local.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--steps", help=f"comma-separated subset of {','.join(STEPS)}")
+    parser.add_argument("--steps", help=f"comma-separated subset of {','.join(JOBS)}")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.conf, args.overrides)

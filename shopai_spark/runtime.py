@@ -1,9 +1,9 @@
-"""What every job shares: argument parsing, the job context, step timing and the summary.
+"""What every job shares: the job context, step timing, the summary and running a job in its MLflow run.
 
-A job is a function ``run(ctx: JobContext) -> JobSummary`` in the library; its ``jobs/<name>.py``
-entry point is one call to :func:`main`. ``main`` parses ``--conf``/``--set``, loads the typed config
-(exit code 2 with the key named on a config error), gets the SparkSession, opens the MLflow run,
-calls the job and prints its summary.
+A job is a :class:`Job`: a name, a function ``run(ctx: JobContext) -> JobSummary`` and the name of
+its config section. :func:`run_job` hands the function only its own section (``ctx.config``) and the
+shared platform settings (``ctx.platform``), inside an MLflow run that logs both as params. Which
+jobs exist, and the entry point of ``jobs/<name>.py``, is :mod:`shopai_spark.app`'s business.
 """
 
 from __future__ import annotations
@@ -15,15 +15,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pyspark.sql import SparkSession
 
-from shopai_spark.config import AppConfig, ConfigError, load_config
-from shopai_spark.errors import JobError, MissingTableError
-from shopai_spark.session import get_spark, session_for
+from shopai_spark.config import PlatformConfig, flatten
+from shopai_spark.errors import MissingTableError
+from shopai_spark.session import get_spark
 from shopai_spark.tables import Lakehouse, TableRef
 from shopai_spark.tracking import JobRun, tracked_run
+
+Section = TypeVar("Section")
 
 log = logging.getLogger("shopai_spark")
 
@@ -47,10 +49,12 @@ class JobSummary:
 
 
 @dataclass
-class JobContext:
-    """Everything a job needs: config, session, lakehouse and the MLflow run."""
+class JobContext(Generic[Section]):
+    """Everything a job needs: its own config section, the platform settings, the session, the
+    lakehouse and the MLflow run."""
 
-    config: AppConfig
+    config: Section
+    platform: PlatformConfig
     spark: SparkSession
     lakehouse: Lakehouse
     run: JobRun
@@ -84,7 +88,17 @@ class JobContext:
         return used
 
 
-JobFunction = Callable[[JobContext], JobSummary]
+JobFunction = Callable[[JobContext[Any]], JobSummary]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job: its ``name`` (MLflow tag, log prefix, ``jobs/<name>.py``), its ``run`` function and the
+    ``section`` of the application config it reads (``als``, ``demand``, ...)."""
+
+    name: str
+    run: JobFunction
+    section: str
 
 
 def parse_args(job: str, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -103,36 +117,17 @@ def configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_job(job: str, fn: JobFunction, config: AppConfig, spark: SparkSession | None = None) -> JobSummary:
-    """Run ``fn`` as job ``job`` with ``config`` inside an MLflow run; return its summary."""
-    spark = spark or get_spark(config.spark)
-    lakehouse = Lakehouse(spark, config.lakehouse)
+def run_job(job: Job, config: Any, platform: PlatformConfig, spark: SparkSession | None = None) -> JobSummary:
+    """Run ``job`` with its config section ``config`` inside an MLflow run that logs ``platform`` and
+    ``config`` (as ``<section>.<key>``) as params; return its summary."""
+    spark = spark or get_spark(platform.spark)
+    lakehouse = Lakehouse(spark, platform.lakehouse)
     started = time.perf_counter()
-    with tracked_run(config, job) as run:
-        ctx = JobContext(config=config, spark=spark, lakehouse=lakehouse, run=run, job=job)
-        summary = fn(ctx)
+    params = {**flatten(platform), **flatten(config, f"{job.section}.")}
+    with tracked_run(platform.tracking, job.name, params) as run:
+        ctx = JobContext(config=config, platform=platform, spark=spark, lakehouse=lakehouse, run=run, job=job.name)
+        summary = job.run(ctx)
         seconds = time.perf_counter() - started
         run.log_metrics({"job_seconds": seconds})
-    log.info("%s finished in %.1f s", job, seconds)
+    log.info("%s finished in %.1f s", job.name, seconds)
     return summary
-
-
-def main(job: str, fn: JobFunction, argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``jobs/<job>.py``: returns the process exit code (0 ok, 2 bad config, an
-    expected failure's :attr:`~shopai_spark.errors.JobError.exit_code`: one line, traceback in the log)."""
-    configure_logging()
-    args = parse_args(job, argv)
-    try:
-        config = load_config(args.conf, args.overrides)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        with session_for(config.spark) as spark:
-            summary = run_job(job, fn, config, spark)
-    except JobError as exc:
-        log.debug("%s failed", job, exc_info=True)
-        print(f"{job} failed: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(summary.render())
-    return 0

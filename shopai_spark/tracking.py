@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shopai_spark.config import AppConfig, TrackingConfig, flatten
+from shopai_spark.config import TrackingConfig
 from shopai_spark.session import is_connect
 from shopai_spark.tables import Lakehouse, TableRef
 
@@ -106,6 +106,20 @@ class JobRun:
 
             mlflow.log_text(text, name)
 
+    @contextmanager
+    def child_run(self, job_name: str, run_name: str) -> Iterator[JobRun]:
+        """A nested MLflow run ``run_name`` (tag ``job``: ``job_name``) under this one, e.g. one
+        tuning trial; untracked when this run is."""
+        if not self.active:
+            yield JobRun(run_id=f"untracked-{uuid.uuid4().hex[:12]}", active=False)
+            return
+        import mlflow
+
+        experiment_id = mlflow.get_run(self.run_id).info.experiment_id
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=True) as run:
+            child = JobRun(run_id=run.info.run_id, active=True)
+            child.set_tags({"job": job_name})
+            yield child
 
     def log_spark_model(self, spark: SparkSession, model: Model, name: str = "model", signature: Any = None,
                         input_example: pd.DataFrame | None = None,
@@ -201,13 +215,11 @@ def ensure_experiment(config: TrackingConfig) -> str:
 
 
 @contextmanager
-def tracked_run(app_config: AppConfig, job_name: str, nested: bool = False,
-                run_name: str | None = None) -> Iterator[JobRun]:
-    """Open an MLflow run for ``job_name``, log the config as params, yield a :class:`JobRun`.
+def tracked_run(config: TrackingConfig, job_name: str, params: Mapping[str, Any] | None = None) -> Iterator[JobRun]:
+    """Open an MLflow run for ``job_name`` (tag ``job``), log ``params``, yield a :class:`JobRun`.
 
     The run ends FAILED when the body raises (the exception propagates), FINISHED otherwise.
     """
-    config = app_config.tracking
     if not config.enabled:
         yield JobRun(run_id=f"untracked-{uuid.uuid4().hex[:12]}", active=False)
         return
@@ -215,10 +227,9 @@ def tracked_run(app_config: AppConfig, job_name: str, nested: bool = False,
 
     configure_mlflow(config)
     experiment_id = ensure_experiment(config)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or job_name, nested=nested) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=job_name) as run:
         job_run = JobRun(run_id=run.info.run_id, active=True)
         job_run.set_tags({"job": job_name})
-        if not nested:
-            job_run.log_params(flatten(app_config))
+        job_run.log_params(params or {})
         log.info("MLflow run %s (experiment %s, %s)", run.info.run_id, config.experiment, config.tracking_uri)
         yield job_run

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shopai_spark.config import AppConfig, SparkConfig, load_config
-from shopai_spark.generate.job import run as generate_data
-from shopai_spark.ingest.job import run as ingest
-from shopai_spark.runtime import main
+from shopai_spark.app import AppConfig, load_config, main
+from shopai_spark.config import SparkConfig
 from shopai_spark.session import get_spark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,8 +81,8 @@ def generated_shop(tmp_path_factory, mlflow_store, spark) -> Path:
     point, built once per test run. Tests take a copy with :func:`shop_lakehouse`."""
     root = tmp_path_factory.mktemp("shop")
     args = cli_args(root, mlflow_store, *SHOP)
-    assert main("generate_data", generate_data, args) == 0
-    assert main("ingest", ingest, args) == 0
+    assert main("generate_data", args) == 0
+    assert main("ingest", args) == 0
     return root / "lakehouse"
 
 

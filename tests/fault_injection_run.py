@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType
 
 import shopai_spark.ingest.job as ingest_job
-from shopai_spark.runtime import main
+from shopai_spark.app import main
 
 
 @F.udf(BooleanType())
@@ -36,4 +36,4 @@ if __name__ == "__main__":
     master, *args = sys.argv[1:]
     real_read_source = ingest_job.read_source
     ingest_job.read_source = read_source_failing_once
-    raise SystemExit(main("ingest", ingest_job.run, [*args, "--set", f"spark.master={master}"]))
+    raise SystemExit(main("ingest", [*args, "--set", f"spark.master={master}"]))

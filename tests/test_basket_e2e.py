@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 from pyspark.sql import functions as F
 
-from shopai_spark.basket.job import ASSOCIATION_RULES, FREQUENTLY_BOUGHT_TOGETHER, run
-from shopai_spark.runtime import main
+from shopai_spark.app import main
+from shopai_spark.basket.job import ASSOCIATION_RULES, FREQUENTLY_BOUGHT_TOGETHER
 from shopai_spark.schemas import TRUTH_BUNDLES
 from shopai_spark.tables import Lakehouse
 from tests.conftest import cli_args
 
+pytestmark = pytest.mark.e2e
+
 
 def test_end_to_end_recovers_planted_bundles(spark, make_config, tmp_path, mlflow_store, shop_lakehouse):
-    assert main("fpgrowth", run, cli_args(tmp_path, mlflow_store)) == 0
+    assert main("fpgrowth", cli_args(tmp_path, mlflow_store)) == 0
 
     lake = Lakehouse(spark, make_config().lakehouse)
     truth = lake.read(TRUTH_BUNDLES).groupBy("bundle_id").agg(F.collect_set("sku").alias("skus")).collect()

@@ -10,19 +10,20 @@ import mlflow
 import pytest
 from pyspark.sql import functions as F
 
+from shopai_spark.app import main, run_job
 from shopai_spark.basket.guard import SearchTooLargeError
 from shopai_spark.basket.job import (
     ASSOCIATION_RULES,
     FREQUENT_ITEMSETS,
     FREQUENTLY_BOUGHT_TOGETHER,
-    run,
     top_rules,
 )
-from shopai_spark.runtime import main, run_job
 from shopai_spark.schemas import ORDER_ITEMS, ORDERS, PRODUCTS
 from shopai_spark.tables import EmptyOutputError, Lakehouse
 from tests import test_basket_reference as ref
 from tests.conftest import cli_args
+
+pytestmark = pytest.mark.e2e
 
 BUNDLES = ({"P05", "P06", "P07"}, {"P20", "P21"})
 GOLD = (FREQUENT_ITEMSETS, ASSOCIATION_RULES, FREQUENTLY_BOUGHT_TOGETHER)
@@ -66,11 +67,11 @@ def test_job_guard_then_mining_then_refusal(spark, make_config, silver):
     config, lake, data = silver
     # 1. a support far too low: the guard stops the job before anything is written
     with pytest.raises(SearchTooLargeError, match="Suggested: --set fpgrowth.min_support="):
-        run_job("fpgrowth", run, make_config("fpgrowth.min_support=0.002", "fpgrowth.max_itemsets=200"), spark)
+        run_job("fpgrowth", make_config("fpgrowth.min_support=0.002", "fpgrowth.max_itemsets=200"), spark)
     assert not any(lake.exists(ref_) for ref_ in GOLD)
 
     # 2. a good run
-    summary = run_job("fpgrowth", run, config, spark)
+    summary = run_job("fpgrowth", config, spark)
     baskets = [frozenset(items) for items in data]
     exact = ref.frequent_itemsets(baskets, 0.02)
     expected_rules = ref.rules(exact, len(baskets), 0.5)
@@ -107,12 +108,12 @@ def test_job_guard_then_mining_then_refusal(spark, make_config, silver):
     # 3. no rule reaches the confidence: refused, previous outputs kept
     versions = {ref_: lake.version(ref_) for ref_ in GOLD}
     with pytest.raises(EmptyOutputError, match="min_confidence"):
-        run_job("fpgrowth", run, make_config("fpgrowth.min_support=0.3", "fpgrowth.min_confidence=1.0"), spark)
+        run_job("fpgrowth", make_config("fpgrowth.min_support=0.3", "fpgrowth.min_confidence=1.0"), spark)
     assert {ref_: lake.version(ref_) for ref_ in GOLD} == versions
 
 
 def test_missing_silver_tables_are_one_clear_line(tmp_path, mlflow_store, capsys):
-    assert main("fpgrowth", run, cli_args(tmp_path, mlflow_store)) == 3
+    assert main("fpgrowth", cli_args(tmp_path, mlflow_store)) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("fpgrowth failed: fpgrowth needs silver.orders, silver.order_items")
     assert "run jobs/ingest.py" in err[-1]

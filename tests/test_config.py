@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shopai_spark.config import AppConfig, ConfigError, flatten, load_config
-from shopai_spark.runtime import main
+from shopai_spark.app import AppConfig, load_config, main
+from shopai_spark.config import ConfigError, flatten
 
 from .conftest import LOCAL_CONF, ROOT
 
@@ -67,7 +67,7 @@ def test_flatten_gives_every_leaf():
 
 
 def test_job_entry_point_exits_2_with_the_key(capsys):
-    assert main("ingest", lambda ctx: None, ["--conf", str(LOCAL_CONF), "--set", "als.rnak=3"]) == 2
+    assert main("ingest", ["--conf", str(LOCAL_CONF), "--set", "als.rnak=3"]) == 2
     assert "unknown config key 'als.rnak'" in capsys.readouterr().err
 
 

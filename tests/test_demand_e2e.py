@@ -1,23 +1,27 @@
-"""End to end: demand_features through ``runtime.main`` on the generated shop."""
+"""End to end: demand_features through the entry point ``app.main`` on the generated shop."""
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
+import pytest
 from pyspark.sql import functions as F
 
+from shopai_spark.app import main
 from shopai_spark.demand.job import INVENTORY_SIGNALS, SKU_DEMAND_FEATURES
-from shopai_spark.demand.job import run as demand_job
-from shopai_spark.runtime import main
 from shopai_spark.schemas import ORDER_ITEMS, TRUTH_PROMOTIONS
 from shopai_spark.tables import Lakehouse
 
 from .conftest import cli_args
+
+pytestmark = pytest.mark.e2e
 
 SMALL = ["demand.promotions_table=bronze.truth_promotions", "demand.gbt_max_iter=5",
          "demand.holdout_days=14"]
 
 
 def test_demand_on_the_generated_shop(tmp_path, mlflow_store, shop_lakehouse, make_config, spark, capsys):
-    assert main("demand_features", demand_job, cli_args(tmp_path, mlflow_store, *SMALL)) == 0
+    assert main("demand_features", cli_args(tmp_path, mlflow_store, *SMALL)) == 0
     out = capsys.readouterr().out
     assert "== demand_features" in out and "busy SKU" in out and "reorder point" in out
 
@@ -34,4 +38,9 @@ def test_demand_on_the_generated_shop(tmp_path, mlflow_store, shop_lakehouse, ma
     covered = (features.join(promos, "sku").filter(F.col("date").between(F.col("start_date"), F.col("end_date")))
                .select("sku", "date").distinct().count())
     assert covered > 0 and features.filter("promo_flag").count() == covered
-    assert lake.read(INVENTORY_SIGNALS).filter("reorder_point_units < forecast_lead_time_units").count() == 0
+    # reorder point = lead-time forecast + z(service level) x error std, recomputed here
+    signals = lake.read(INVENTORY_SIGNALS).toPandas()
+    z = NormalDist().inv_cdf(make_config(*SMALL).demand.service_level)
+    expected = signals["forecast_lead_time_units"] + z * signals["forecast_error_std"]
+    assert len(signals) > 0 and ((signals["reorder_point_units"] - expected).abs() < 1e-9).all()
+    assert (signals["safety_stock_units"] > 0).mean() > 0.5        # the spread is measured, not assumed zero

@@ -13,13 +13,11 @@ import pytest
 from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
-from shopai_spark.config import load_config
+from shopai_spark.app import load_config, run_job
 from shopai_spark.demand import forecast as fc
 from shopai_spark.demand import inventory as inv
 from shopai_spark.demand.features import output_columns
 from shopai_spark.demand.job import INVENTORY_SIGNALS, SKU_DEMAND_FEATURES
-from shopai_spark.demand.job import run as demand_job
-from shopai_spark.runtime import run_job
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS
 from shopai_spark.tables import Lakehouse
 from tests.conftest import LOCAL_CONF, base_overrides
@@ -33,6 +31,8 @@ from tests.test_demand_features import (
     reference_features,
     sample_rows,
 )
+
+pytestmark = pytest.mark.e2e
 
 # the sample config of test_demand_features as --set overrides
 OVERRIDES = ("demand.start_date=2024-01-20", "demand.lags=[1,2,7]", "demand.rolling_windows=[3,7]",
@@ -64,7 +64,7 @@ def full_run(spark, tmp_path_factory, mlflow_store):
     """One full run (with forecast and inventory) on the sample data: (config, summary)."""
     config = config_in(tmp_path_factory.mktemp("demand_full"), mlflow_store, f"demand.end_date={END}")
     write_silver(spark, config, END)
-    return config, run_job("demand_features", demand_job, config, spark)
+    return config, run_job("demand_features", config, spark)
 
 
 def test_full_run_features_equal_the_pandas_reference(spark, full_run):
@@ -92,7 +92,9 @@ def test_full_run_inventory_signals_and_mlflow(spark, full_run):
     assert (signals.loc[["A", "E"], "error_std_source"] == "holdout").all()
 
     run = mlflow.get_run(summary.run_id)
-    assert {"seasonal_naive_wape", "gbt_wape", "seasonal_naive_mase", "gbt_mase"} <= set(run.data.metrics)
+    wape = {model: run.data.metrics[f"{model}_wape"] for model in ("seasonal_naive", "gbt")}
+    assert all(0 <= value < 10 for value in wape.values()) and "gbt_mase" in run.data.metrics
+    assert set(signals.forecast_model) == {min(wape, key=wape.get)}     # the signals use the better model
     assert run.data.metrics["lines_after_end_date"] == 1 and run.data.metrics["lines_orphan_item"] == 1
     assert run.data.params["demand.resolved_end_date"] == str(END)
     assert any("busy SKU" in line for line in summary.lines)
@@ -102,13 +104,13 @@ def test_incremental_run_equals_full_run(spark, full_run, tmp_path, mlflow_store
     early = dt.date(2024, 3, 20)
     first = config_in(tmp_path, mlflow_store, "demand.forecast=false", f"demand.end_date={early}")
     write_silver(spark, first, early)
-    run_job("demand_features", demand_job, first, spark)
+    run_job("demand_features", first, spark)
     assert gold(spark, first, SKU_DEMAND_FEATURES).agg(F.max("date")).first()[0] == early
 
     incremental = config_in(tmp_path, mlflow_store, "demand.forecast=false", f"demand.end_date={END}",
                             "demand.mode=incremental", "demand.incremental_days=14")
     write_silver(spark, incremental, END)
-    run_job("demand_features", demand_job, incremental, spark)
+    run_job("demand_features", incremental, spark)
     history = Lakehouse(spark, incremental.lakehouse).history(SKU_DEMAND_FEATURES, 1)[0]
     assert "2024-03-18" in history["operationParameters"]["predicate"]     # only the last 14 days replaced
 

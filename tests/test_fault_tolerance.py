@@ -14,6 +14,8 @@ from shopai_spark.tables import Lakehouse
 from .conftest import LOCAL_CONF, ROOT, base_overrides
 from .test_ingest import write_raw
 
+pytestmark = pytest.mark.e2e
+
 
 def run_with_injected_failure(master: str, tmp_path, mlflow_store) -> subprocess.CompletedProcess:
     sets = [*base_overrides(tmp_path, mlflow_store), "spark.shuffle_partitions=2", "spark.driver_memory=1g"]

@@ -9,14 +9,15 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
+from shopai_spark.app import main
 from shopai_spark.generate import shop
 from shopai_spark.generate.config import GenerateConfig
-from shopai_spark.generate.job import run
-from shopai_spark.runtime import main
 from shopai_spark.schemas import TRUTH_BUNDLES, TRUTH_PROMOTIONS, TRUTH_SEGMENTS, TRUTH_SKU_DEMAND
 from shopai_spark.tables import Lakehouse
 
 from .conftest import LOCAL_CONF, base_overrides
+
+pytestmark = pytest.mark.e2e
 
 SMALL = GenerateConfig(users=600, skus=90, categories=6, days=120, events_per_user=60, bundles=4, seed=7)
 
@@ -139,7 +140,7 @@ def test_dirt_marks_about_the_requested_share(spark, planned):
 def test_generate_job_writes_raw_files_and_truth(spark, tmp_path, mlflow_store, make_config):
     sets = [*base_overrides(tmp_path, mlflow_store), "generate.users=200", "generate.skus=40",
             "generate.days=60", "generate.events_per_user=15", "generate.dirt_share=0.05", "generate.bundles=3"]
-    assert main("generate_data", run, ["--conf", str(LOCAL_CONF), *[f"--set={s}" for s in sets]]) == 0
+    assert main("generate_data", ["--conf", str(LOCAL_CONF), *[f"--set={s}" for s in sets]]) == 0
     config = make_config(*sets[-6:])
     raw = tmp_path / "raw"
     orders = spark.read.option("header", True).csv(str(raw / "orders"))

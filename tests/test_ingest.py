@@ -12,12 +12,13 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
+from shopai_spark.app import run_job
 from shopai_spark.errors import EmptyInputError, SourceSchemaError
-from shopai_spark.ingest.job import run
 from shopai_spark.quality import QUARANTINE
-from shopai_spark.runtime import run_job
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS
 from shopai_spark.tables import Lakehouse
+
+pytestmark = pytest.mark.e2e
 
 ORDER_HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 
@@ -79,7 +80,7 @@ def write_raw(root: Path, lines=None, events=None, products=None, extra_event_li
 def ingested(make_config, tmp_path, spark):
     write_raw(tmp_path / "raw", extra_event_lines=["{not json"])
     config = make_config()
-    summary = run_job("ingest", run, config)
+    summary = run_job("ingest", config)
     return config, Lakehouse(spark, config.lakehouse), summary
 
 
@@ -132,7 +133,7 @@ def test_reingesting_the_same_files_changes_nothing(ingested, spark):
     config, lakehouse, _ = ingested
     before = {t.ref: lakehouse.read(t.ref).collect() for t in (EVENTS, ORDERS, ORDER_ITEMS, RETURNS, PRODUCTS)}
     quarantined = lakehouse.read(QUARANTINE).count()
-    run_job("ingest", run, config)
+    run_job("ingest", config)
     for ref, rows in before.items():
         assert sorted(lakehouse.read(ref).collect()) == sorted(rows), ref
     assert lakehouse.read(QUARANTINE).count() == quarantined
@@ -157,7 +158,7 @@ def test_column_mapping_fits_another_export(make_config, tmp_path, spark):
     config = make_config("ingest.orders.columns={order_id: oid, sku: item, quantity: qty, order_ts: ts, "
                          "unit_price: price, user_id: cust}", "ingest.orders.timestamp_format=null",
                          "ingest.orders.csv_delimiter=;")
-    run_job("ingest", run, config)
+    run_job("ingest", config)
     items = Lakehouse(spark, config.lakehouse).read(ORDER_ITEMS.ref).collect()
     assert [(i.order_id, i.sku, i.quantity, i.unit_price) for i in items] == [("A1", "SKU-9", 2, 1.25)]
 
@@ -167,7 +168,7 @@ def test_missing_required_column_names_it(make_config, tmp_path):
     write_raw(raw)
     config = make_config("ingest.orders.columns={order_id: NoSuchColumn}")
     with pytest.raises(SourceSchemaError, match="required column 'order_id' .*'NoSuchColumn'"):
-        run_job("ingest", run, config)
+        run_job("ingest", config)
 
 
 def test_empty_input_is_an_error_and_writes_nothing(make_config, tmp_path, spark):
@@ -175,7 +176,7 @@ def test_empty_input_is_an_error_and_writes_nothing(make_config, tmp_path, spark
     write_raw(raw, events=[])
     config = make_config()
     with pytest.raises(EmptyInputError, match="events source .* holds no non-empty file"):
-        run_job("ingest", run, config)
+        run_job("ingest", config)
     assert not Lakehouse(spark, config.lakehouse).exists(ORDERS.ref)
 
 
@@ -192,7 +193,7 @@ def test_failed_write_restores_tables_merged_earlier_in_the_run(ingested, tmp_pa
 
     monkeypatch.setattr(Lakehouse, "merge", failing_merge)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_job("ingest", run, config)
+        run_job("ingest", config)
     monkeypatch.undo()
     # orders was merged in the failed run, then restored: content equals the pre-run version
     assert lakehouse.read(ORDERS.ref).filter("order_id = '2001'").count() == 0

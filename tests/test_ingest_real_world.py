@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from shopai_spark.config import load_config
-from shopai_spark.ingest.job import run
+from shopai_spark.app import load_config, main, run_job
 from shopai_spark.quality import QUARANTINE
-from shopai_spark.runtime import main, run_job
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS
 from shopai_spark.tables import Lakehouse
 from tests.conftest import LOCAL_CONF, base_overrides, cli_args
+
+pytestmark = pytest.mark.e2e
 
 HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
 # (line as written in the export, where it must end: silver or a quarantine reason)
@@ -88,7 +88,7 @@ def ingested(tmp_path_factory, mlflow_store, spark):
     root = tmp_path_factory.mktemp("real_world")
     write_export(root / "raw" / "orders" / "export.csv")
     config = ingest_config(root, mlflow_store)
-    summary = run_job("ingest", run, config)
+    summary = run_job("ingest", config)
     return Lakehouse(spark, config.lakehouse), summary, config, root
 
 
@@ -155,7 +155,7 @@ def test_reingest_and_redelivery_under_another_name_change_nothing(ingested, spa
     quarantine = lakehouse.read(QUARANTINE).count()
     shutil.copy(root / "raw" / "orders" / "export.csv", root / "raw" / "orders" / "export (1).csv")
     try:
-        summary = run_job("ingest", run, config)
+        summary = run_job("ingest", config)
     finally:
         (root / "raw" / "orders" / "export (1).csv").unlink()
     assert any(line.startswith(f"  orders: read {len(LINES)} rows") for line in summary.lines)
@@ -184,8 +184,8 @@ def test_excel_export_gives_the_same_silver_tables(ingested, tmp_path, mlflow_st
     write_export(csv_root / "raw" / "orders" / "export.csv", good)
     from_csv = ingest_config(csv_root, mlflow_store)
     from_xlsx = ingest_config(tmp_path, mlflow_store, "ingest.orders.format=xlsx")
-    run_job("ingest", run, from_csv)
-    run_job("ingest", run, from_xlsx)
+    run_job("ingest", from_csv)
+    run_job("ingest", from_xlsx)
     for table in (ORDERS, ORDER_ITEMS, RETURNS, PRODUCTS):
         a = sorted(Lakehouse(spark, from_csv.lakehouse).read(table.ref).collect())
         b = sorted(Lakehouse(spark, from_xlsx.lakehouse).read(table.ref).collect())
@@ -201,7 +201,7 @@ def test_nan_and_infinity_event_prices_are_quarantined(tmp_path, mlflow_store, s
     (events / "part-0.json").write_text("".join(json.dumps(r) + "\n" for r in rows) + "not json\n")
     config = ingest_config(tmp_path, mlflow_store, f"ingest.events={{path: {events}, format: json}}",
                            "ingest.orders=null")
-    run_job("ingest", run, config)
+    run_job("ingest", config)
     lakehouse = Lakehouse(spark, config.lakehouse)
     assert [e.price for e in lakehouse.read(EVENTS.ref).collect()] == [1.5]
     assert quarantined_reasons(lakehouse) == ["malformed_record"] + ["unparseable_price"] * 3
@@ -220,7 +220,7 @@ def test_product_file_without_price_column_is_accepted(tmp_path, mlflow_store, s
     products.mkdir(parents=True)
     (products / "catalogue.csv").write_text("sku,title\n85123A,Heart holder\n71053,Lantern\n")
     config = ingest_config(tmp_path, mlflow_store, f"ingest.products={{path: {products}}}")
-    run_job("ingest", run, config)
+    run_job("ingest", config)
     rows = sorted(Lakehouse(spark, config.lakehouse).read(PRODUCTS.ref).collect())
     assert [(p.sku, p.title, p.list_price) for p in rows] == [("71053", "Lantern", None),
                                                               ("85123A", "Heart holder", None)]
@@ -241,7 +241,7 @@ def test_missing_or_empty_input_is_one_clear_line_and_writes_nothing(case, messa
         (orders / "export.csv").write_bytes(b"")
     if case == "header_only":
         (orders / "export.csv").write_text(HEADER + "\n")
-    code = main("ingest", run, cli_args(tmp_path, mlflow_store, *ORDERS_ONLY))
+    code = main("ingest", cli_args(tmp_path, mlflow_store, *ORDERS_ONLY))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3
     assert err[-1].startswith("ingest failed: ") and "Traceback" not in "\n".join(err)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import LOCAL_CONF, ROOT, base_overrides
 from .notebook_shims import notebook_cells, run_notebook
+
+pytestmark = pytest.mark.e2e
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
 SMALL = ["generate.users=300", "generate.skus=60", "generate.days=120", "generate.events_per_user=20",
@@ -40,4 +44,6 @@ def test_every_notebook_runs_in_order(spark, tmp_path, mlflow_store):
     assert 2 <= len(profiles) <= 5 and profiles["segment_name"].notna().all()
     series, signal = displayed["05_demand_features.py"]
     assert len(series) > 30 and series["date"].is_monotonic_increasing and (series["units"] >= 0).all()
-    assert len(signal) == 1 and signal["reorder_point_units"].iloc[0] >= 0
+    assert len(signal) == 1
+    assert signal["reorder_point_units"].iloc[0] == pytest.approx(
+        signal["forecast_lead_time_units"].iloc[0] + signal["safety_stock_units"].iloc[0])

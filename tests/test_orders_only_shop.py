@@ -14,18 +14,17 @@ import mlflow
 import pytest
 from pyspark.sql import functions as F
 
-from shopai_spark.config import load_config
+from shopai_spark.app import load_config, main
 from shopai_spark.demand.job import INVENTORY_SIGNALS, SKU_DEMAND_FEATURES
-from shopai_spark.demand.job import run as demand_job
 from shopai_spark.quality import QUARANTINE
-from shopai_spark.runtime import main
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS
 from shopai_spark.segment.config import EVENT_FEATURES
 from shopai_spark.segment.features import Inputs, customer_features, guest_counts, split_inputs
 from shopai_spark.segment.job import CUSTOMER_SEGMENTS
-from shopai_spark.segment.job import run as segments_job
 from shopai_spark.tables import Lakehouse
 from tests.conftest import LOCAL_CONF, base_overrides, cli_args
+
+pytestmark = pytest.mark.e2e
 
 START = dt.datetime(2024, 1, 1, 10, 0)
 DAYS = 90
@@ -109,7 +108,7 @@ def test_customer_features_leave_guests_out_and_unknown_features_null(spark):
 
 def test_segments_without_events_skip_and_count_guests(spark, shop, mlflow_store, capsys):
     folder, rows = shop
-    assert main("segments", segments_job, cli_args(folder, mlflow_store, *SEGMENTS)) == 0
+    assert main("segments", cli_args(folder, mlflow_store, *SEGMENTS)) == 0
     out = capsys.readouterr().out
     assert "no silver.events: behaviour features left empty" in out
     assert f"guest checkouts left out of the customers: {GUEST_ORDERS} orders, 1 returns" in out
@@ -135,14 +134,14 @@ def test_segments_without_events_skip_and_count_guests(spark, shop, mlflow_store
 def test_segments_refuse_event_features_without_events(shop, mlflow_store, capsys):
     folder, _ = shop
     args = cli_args(folder, mlflow_store, *SEGMENTS, "segments.features=[recency_days,frequency,views]")
-    assert main("segments", segments_job, args) == 3
+    assert main("segments", args) == 3
     err = capsys.readouterr().err
     assert "the model needs views" in err and "no silver.events" in err
 
 
 def test_demand_without_events_counts_guest_units(spark, shop, mlflow_store, capsys):
     folder, rows = shop
-    assert main("demand_features", demand_job, cli_args(folder, mlflow_store, *DEMAND)) == 0
+    assert main("demand_features", cli_args(folder, mlflow_store, *DEMAND)) == 0
     out = capsys.readouterr().out
     assert "no silver.events: views, cart_adds and their features left empty" in out
 

@@ -8,6 +8,7 @@ import runpy
 import sys
 
 import mlflow
+import pytest
 from pyspark.sql import functions as F
 
 from shopai_spark.quality import QUARANTINE
@@ -15,6 +16,8 @@ from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS,
 from shopai_spark.tables import Lakehouse, TableRef
 
 from .conftest import ROOT, cli_args
+
+pytestmark = pytest.mark.e2e
 
 SMALL = ["generate.users=300", "generate.skus=60", "generate.days=120", "generate.events_per_user=20",
          "generate.dirt_share=0.02"]

@@ -13,15 +13,10 @@ import mlflow
 import pytest
 from pyspark.sql import functions as F
 
-from shopai_spark.basket.job import run as fpgrowth
+from shopai_spark.app import main
 from shopai_spark.config import LakehouseConfig
-from shopai_spark.demand.job import run as demand_features
-from shopai_spark.ingest.job import run as ingest
 from shopai_spark.quality import QUARANTINE
-from shopai_spark.recommend.job import run as als
-from shopai_spark.runtime import main
 from shopai_spark.schemas import ORDER_ITEMS, ORDERS, RETURNS
-from shopai_spark.segment.job import run as segments
 from shopai_spark.tables import Lakehouse, TableRef
 from tests.conftest import ROOT, shared_data
 
@@ -48,7 +43,7 @@ def export_rows(path: Path) -> int:
 def retail(tmp_path_factory, mlflow_store, spark):
     export = shared_data("online_retail_first8k.csv")
     tmp = tmp_path_factory.mktemp("online_retail")
-    assert main("ingest", ingest, args(tmp, mlflow_store, export)) == 0
+    assert main("ingest", args(tmp, mlflow_store, export)) == 0
     return tmp, export, Lakehouse(spark, LakehouseConfig(root=str(tmp / "lakehouse")))
 
 
@@ -82,22 +77,22 @@ def test_guest_checkouts_are_orders(retail):
 
 def test_all_four_jobs_run_on_the_orders_only_export(retail, mlflow_store, capsys):
     tmp, export, lakehouse = retail
-    assert main("als", als, args(tmp, mlflow_store, export)) == 0
+    assert main("als", args(tmp, mlflow_store, export)) == 0
     assert lakehouse.read(TableRef("gold", "user_recommendations")).count() > 0
 
-    code = main("fpgrowth", fpgrowth, args(tmp, mlflow_store, export))
+    code = main("fpgrowth", args(tmp, mlflow_store, export))
     if code != 0:  # the guard stopped the default support: take its suggestion
         suggested = re.search(r"fpgrowth\.min_support=([0-9.eE-]+)", capsys.readouterr().err)
         assert suggested, "the guard must suggest a support"
-        code = main("fpgrowth", fpgrowth, args(tmp, mlflow_store, export, f"fpgrowth.min_support={suggested[1]}"))
+        code = main("fpgrowth", args(tmp, mlflow_store, export, f"fpgrowth.min_support={suggested[1]}"))
     assert code == 0
     assert lakehouse.read(TableRef("gold", "association_rules")).count() > 0
 
-    assert main("segments", segments, args(tmp, mlflow_store, export)) == 0
+    assert main("segments", args(tmp, mlflow_store, export)) == 0
     segmented = lakehouse.read(TableRef("gold", "customer_segments"))
     assert segmented.where(F.col("user_id").isNull()).count() == 0
 
-    assert main("demand_features", demand_features, args(tmp, mlflow_store, export)) == 0
+    assert main("demand_features", args(tmp, mlflow_store, export)) == 0
     panel = lakehouse.read(TableRef("gold", "sku_demand_features"))
     sold = lakehouse.read(ORDER_ITEMS.ref).agg(F.sum("quantity")).first()[0]
     assert panel.agg(F.sum("units")).first()[0] == sold   # guest orders count in demand

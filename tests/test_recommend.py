@@ -11,7 +11,8 @@ import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
 
-from shopai_spark.config import ConfigError, load_config
+from shopai_spark.app import load_config
+from shopai_spark.config import ConfigError
 from shopai_spark.quality import split_valid
 from shopai_spark.recommend import interactions as fb
 from shopai_spark.recommend.indexing import build_index, to_ids, to_indices

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import pytest
 from pyspark.sql import functions as F
 
+from shopai_spark.app import main
 from shopai_spark.recommend.job import USER_RECOMMENDATIONS
-from shopai_spark.recommend.job import run as als
-from shopai_spark.runtime import main
 from shopai_spark.schemas import EVENTS, ORDERS
 from shopai_spark.tables import Lakehouse
 
 from .conftest import cli_args
+
+pytestmark = pytest.mark.e2e
 
 SMALL = ["als.rank=8", "als.max_iter=5", "als.num_blocks=2", "als.top_n=5",
          "als.split=time", "als.registered_model=null"]
 
 
 def test_als_on_the_generated_shop(spark, tmp_path, mlflow_store, shop_lakehouse, make_config, capsys):
-    assert main("als", als, cli_args(tmp_path, mlflow_store, *SMALL)) == 0
+    assert main("als", cli_args(tmp_path, mlflow_store, *SMALL)) == 0
     out = capsys.readouterr().out
     assert "== als" in out and "sample user" in out and "popularity" in out
     lake = Lakehouse(spark, make_config(*SMALL).lakehouse)

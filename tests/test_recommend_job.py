@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from shopai_spark.config import load_config
+from shopai_spark.app import load_config, run_job
 from shopai_spark.quality import QUARANTINE
 from shopai_spark.recommend.job import (
     ITEM_INDEX,
@@ -22,12 +22,12 @@ from shopai_spark.recommend.job import (
     USER_INDEX,
     USER_RECOMMENDATIONS,
     EmptyInputError,
-    run,
 )
-from shopai_spark.runtime import run_job
 from shopai_spark.schemas import EVENTS, ORDERS
 from shopai_spark.tables import Lakehouse
 from tests.conftest import LOCAL_CONF, base_overrides
+
+pytestmark = pytest.mark.e2e
 
 START = dt.datetime(2024, 1, 1)
 GROUPS = ("a", "b")
@@ -77,7 +77,7 @@ def shop(spark, mlflow_store, tmp_path_factory):
     lake = Lakehouse(spark, config.lakehouse)
     events = planted_events()
     write_silver(spark, lake, events)
-    summary = run_job("als", run, config, spark)
+    summary = run_job("als", config, spark)
     return config, lake, events, summary, model_name
 
 
@@ -134,6 +134,8 @@ def test_trials_are_child_runs_and_the_registered_model_scores(shop, spark):
     assert sorted(int(r.data.params["als.rank"]) for r in children) == [2, 4]
     parent = client.get_run(summary.run_id).data
     assert parent.metrics["popularity_ndcg_at_k"] >= 0 and "test_ndcg_at_k" in parent.metrics
+    sections = {key.split(".")[0] for key in parent.params if not key.startswith("input_version.")}
+    assert sections == {"spark", "lakehouse", "tracking", "als"}   # its own section, not every job's
     model = mlflow.spark.load_model(f"models:/{model_name}/1")
     users = lake.read(USER_INDEX)
     items = lake.read(ITEM_INDEX)
@@ -149,6 +151,6 @@ def test_bad_or_empty_input_keeps_previous_outputs(shop, spark):
     versions = {ref: lake.version(ref) for ref in (USER_RECOMMENDATIONS, SIMILAR_ITEMS, USER_INDEX, ITEM_INDEX)}
     write_silver(spark, lake, events.iloc[0:0], bad=BAD_EVENTS + [(None, "s", "a1", "view", START, 1.0)])
     with pytest.raises(EmptyInputError, match="no valid interaction"):
-        run_job("als", run, config, spark)
+        run_job("als", config, spark)
     assert {ref: lake.version(ref) for ref in versions} == versions
     assert lake.read(USER_RECOMMENDATIONS).select("run_id").distinct().first()[0] == summary.run_id

@@ -13,19 +13,20 @@ import pandas as pd
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 
-from shopai_spark.config import ConfigError, load_config
+from shopai_spark.app import load_config, main
+from shopai_spark.config import ConfigError
 from shopai_spark.recommend import interactions as fb
 from shopai_spark.recommend.job import (
     USER_RECOMMENDATIONS,
     combine_parts,
     excluded_items,
     fallback_recommendations,
-    run,
 )
-from shopai_spark.runtime import main
 from shopai_spark.schemas import ORDER_ITEMS, ORDERS, RETURNS
 from shopai_spark.tables import Lakehouse
 from tests.conftest import LOCAL_CONF, base_overrides, cli_args
+
+pytestmark = pytest.mark.e2e
 
 T0 = dt.datetime(2024, 3, 1)
 DAY = dt.timedelta(days=1)
@@ -193,7 +194,7 @@ def orders_shop(spark, mlflow_store, tmp_path_factory):
 
 def test_als_from_orders_only_through_main(orders_shop, mlflow_store, capsys):
     root, lake, orders, items = orders_shop
-    assert main("als", run, cli_args(root, mlflow_store, "als.source=orders", *FAST)) == 0
+    assert main("als", cli_args(root, mlflow_store, "als.source=orders", *FAST)) == 0
     out = capsys.readouterr().out
     frame = pd.DataFrame(items, columns=["order_id", "sku", "quantity", "unit_price", "source_lines"]).merge(
         pd.DataFrame(orders, columns=["order_id", "user_id", "order_ts", "country"]), on="order_id")
@@ -221,13 +222,13 @@ def test_als_from_orders_only_through_main(orders_shop, mlflow_store, capsys):
 
 def test_missing_source_tables_fail_in_one_line_naming_the_table(orders_shop, mlflow_store, tmp_path, capsys):
     root, *_ = orders_shop
-    assert main("als", run, cli_args(root, mlflow_store, "als.source=events", *FAST)) == 3
+    assert main("als", cli_args(root, mlflow_store, "als.source=events", *FAST)) == 3
     [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("als failed")]
     assert line.startswith("als failed: als: silver.events not found")
     assert "were ignored" in line and "--set als.source=orders" in line
-    assert main("als", run, cli_args(root, mlflow_store, "als.source=events+orders", *FAST)) == 3
+    assert main("als", cli_args(root, mlflow_store, "als.source=events+orders", *FAST)) == 3
     err = capsys.readouterr().err
     assert "silver.events not found" in err and "--set als.source=orders" in err
-    assert main("als", run, cli_args(tmp_path, mlflow_store, "als.source=orders", *FAST)) == 3
+    assert main("als", cli_args(tmp_path, mlflow_store, "als.source=orders", *FAST)) == 3
     err = capsys.readouterr().err
     assert "silver.orders not found" in err and "ingest an order export" in err

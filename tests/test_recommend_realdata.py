@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from shopai_spark.recommend.job import run
-from shopai_spark.runtime import run_job
+from shopai_spark.app import run_job
 from tests.conftest import shared_data
 
 pytestmark = pytest.mark.realdata
@@ -22,12 +21,12 @@ def movielens_config(make_config, mode: str):
 
 
 def test_movielens_explicit_rmse(spark, make_config):
-    summary = run_job("als", run, movielens_config(make_config, "explicit"), spark)
+    summary = run_job("als", movielens_config(make_config, "explicit"), spark)
     assert summary.tables["gold.als_user_index"] == 943
     assert summary.metrics["test_rmse"] <= 0.95
     assert summary.metrics["test_rmse"] < summary.metrics["popularity_rmse"]  # beats item-mean predictions
 
 
 def test_movielens_implicit_beats_popularity(spark, make_config):
-    summary = run_job("als", run, movielens_config(make_config, "implicit"), spark)
+    summary = run_job("als", movielens_config(make_config, "implicit"), spark)
     assert summary.metrics["test_ndcg_at_k"] >= 1.3 * summary.metrics["popularity_ndcg_at_k"]

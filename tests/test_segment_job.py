@@ -16,16 +16,18 @@ import pytest
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.metrics import adjusted_rand_score
 
+from shopai_spark.app import run_job
 from shopai_spark.quality import QUARANTINE
-from shopai_spark.runtime import run_job
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS, TRUTH_SEGMENTS
 from shopai_spark.segment import model as km
 from shopai_spark.segment.config import ALL_FEATURES, SegmentsConfig
 from shopai_spark.segment.features import customer_features
-from shopai_spark.segment.job import CUSTOMER_SEGMENTS, SEGMENT_MIGRATIONS, SEGMENT_PROFILES, run
+from shopai_spark.segment.job import CUSTOMER_SEGMENTS, SEGMENT_MIGRATIONS, SEGMENT_PROFILES
 from shopai_spark.segment.scaling import model_features, scaler_of, transform_rows
 from shopai_spark.tables import Lakehouse
 from tests.test_segment_features import frames
+
+pytestmark = pytest.mark.e2e
 
 REF = dt.date(2024, 7, 1)
 PER_SEGMENT = 60
@@ -143,7 +145,7 @@ def test_fit_refit_and_score(spark, make_config, shop):
     lake = Lakehouse(spark, config.lakehouse)
 
     # --- first fit: k chosen by silhouette, planted segments recovered
-    first = run_job("segments", run, config, spark)
+    first = run_job("segments", config, spark)
     assert first.metrics["k"] == 5
     rendered = first.render()
     assert all(name in rendered for name in ("Champions", "Hibernating", "Prospects", "segment_name"))
@@ -191,7 +193,7 @@ def test_fit_refit_and_score(spark, make_config, shop):
 
     # --- re-fit with another seed: ids keep their meaning, migrations on the diagonal
     config2 = make_config("segments.reference_date=2024-07-01", "segments.k=5", "segments.seed=7")
-    second = run_job("segments", run, config2, spark)
+    second = run_job("segments", config2, spark)
     seg2 = segments_of(spark, config2).merge(seg[["user_id", "segment_id", "segment_name"]], on="user_id",
                                              suffixes=("", "_before"))
     assert (seg2["segment_id"] == seg2["segment_id_before"]).mean() >= 0.98
@@ -202,7 +204,7 @@ def test_fit_refit_and_score(spark, make_config, shop):
 
     # --- score with the logged model: no refit, same assignment as the last fit
     config3 = make_config("segments.reference_date=2024-07-01", "segments.mode=score")
-    third = run_job("segments", run, config3, spark)
+    third = run_job("segments", config3, spark)
     tags = mlflow.get_run(third.run_id).data
     assert "segments_model_uri" not in tags.tags
     assert tags.params["segments.model_uri_used"] == mlflow.get_run(second.run_id).data.tags["segments_model_uri"]
@@ -215,10 +217,10 @@ def test_fit_refit_and_score(spark, make_config, shop):
 
 def test_end_to_end_on_generator_output(spark, make_config, tmp_path, mlflow_store, shop_lakehouse):
     """segments through runtime.main on the generated shop; planted truth recovered (ARI >= 0.8)."""
-    from shopai_spark.runtime import main
+    from shopai_spark.app import main
     from tests.conftest import cli_args
 
-    assert main("segments", run, cli_args(tmp_path, mlflow_store)) == 0
+    assert main("segments", cli_args(tmp_path, mlflow_store)) == 0
     config = make_config()
     runs = mlflow.search_runs(experiment_names=[config.tracking.experiment], filter_string="tags.job = 'segments'")
     assert runs["metrics.truth_ari"].iloc[0] >= 0.8

@@ -39,7 +39,7 @@ def test_delta_package_matches_the_installed_pyspark_line():
 
 
 def test_version_of_a_folder_that_is_not_delta_is_none(spark, tmp_path):
-    from shopai_spark.config import load_config
+    from shopai_spark.app import load_config
 
     lakehouse = Lakehouse(spark, load_config(LOCAL_CONF, [f"lakehouse.root={tmp_path}"]).lakehouse)
     spark.range(2).write.parquet(str(tmp_path / "silver" / "plain_parquet"))

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
+from shopai_spark.config import flatten
 from shopai_spark.quality import Rule, split_valid
 from shopai_spark.tables import EmptyOutputError, Lakehouse, TableRef, with_run_metadata
 from shopai_spark.tracking import tracked_run
@@ -18,7 +19,7 @@ def test_tracked_run_logs_config_versions_metrics_and_artifacts(make_config, spa
     ref = TableRef("silver", "things")
     lakehouse.overwrite(spark.range(3), ref)
     lakehouse.overwrite(spark.range(4), ref)
-    with tracked_run(config, "unit") as run:
+    with tracked_run(config.tracking, "unit", flatten(config.platform)) as run:
         run.log_input_versions(lakehouse, [ref, TableRef("silver", "absent")])
         run.log_metrics({"rows": 4, "undefined": None})
         run.log_table(pd.DataFrame({"a": [1, 2]}), "small_table")
@@ -33,13 +34,13 @@ def test_tracked_run_logs_config_versions_metrics_and_artifacts(make_config, spa
 
 
 def test_failed_body_marks_the_run_failed(make_config):
-    with pytest.raises(ZeroDivisionError), tracked_run(make_config(), "boom") as run:
+    with pytest.raises(ZeroDivisionError), tracked_run(make_config().tracking, "boom") as run:
         raise ZeroDivisionError("boom")
     assert mlflow.get_run(run.run_id).info.status == "FAILED"
 
 
 def test_disabled_tracking_still_gives_a_run_id(make_config):
-    with tracked_run(make_config("tracking.enabled=false"), "offline") as run:
+    with tracked_run(make_config("tracking.enabled=false").tracking, "offline") as run:
         run.log_metrics({"x": 1})
     assert run.run_id.startswith("untracked-") and not run.active
 

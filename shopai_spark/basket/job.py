@@ -152,7 +152,7 @@ def log_run(run: JobRun, mined: Mined, counts: dict[str, int], config: FpGrowthC
 
 def run(ctx: JobContext) -> JobSummary:
     """Mine the order baskets (see module docstring); the summary lists the top rules by lift."""
-    config = ctx.config.fpgrowth
+    config = ctx.config
     lake = ctx.lakehouse
     needed = [ORDERS.ref, ORDER_ITEMS.ref, *([PRODUCTS.ref] if config.level == "category" else [])]
     used = ctx.require_inputs(needed, optional=[PRODUCTS.ref])

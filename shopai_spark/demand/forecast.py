@@ -161,16 +161,13 @@ def holdout_by_date(result: ForecastResult) -> pd.DataFrame:
 
 def plot_holdout(table: pd.DataFrame, lead_time_days: int):
     """Line chart of hold-out totals: actual vs the two forecasts."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no global backend, nothing to close
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
     for column, label in ((LABEL, "actual"), (NAIVE, "seasonal naive"), (GBT, "GBT")):
         ax.plot(table["date"], table[column], label=label)
     ax.set_title(f"Hold-out: units over the next {lead_time_days} days, all SKUs")
     ax.legend()
     fig.autofmt_xdate()
-    plt.close(fig)
     return fig

@@ -68,7 +68,7 @@ def promotions_ref(config: DemandConfig) -> TableRef | None:
 
 def incremental_start(ctx: JobContext, end_date: dt.date) -> dt.date | None:
     """First recomputed day in incremental mode; None for a full rebuild."""
-    config = ctx.config.demand
+    config = ctx.config
     if config.mode != "incremental":
         return None
     if not ctx.lakehouse.exists(SKU_DEMAND_FEATURES):
@@ -82,7 +82,7 @@ def build_features(ctx: JobContext, lines: DataFrame, events: DataFrame | None, 
     """(feature rows from ``from_date`` (or the start) to the end date + forecast-origin rows of the next
     day, sales per SKU day). Input: :func:`~shopai_spark.demand.panel.order_lines` and silver.events
     (None when the shop has none). Output columns: :func:`~shopai_spark.demand.features.output_columns`."""
-    config = ctx.config.demand
+    config = ctx.config
     start = _date(config.start_date)
     sales = pnl.daily_sales(pnl.valid_lines(lines, start, end_date)).persist(StorageLevel.MEMORY_AND_DISK)
     activity = None if events is None else pnl.daily_activity(events, start, end_date).persist(
@@ -141,7 +141,7 @@ def busy_sku_lines(config: DemandConfig, table: DataFrame, signals: DataFrame | 
 
 
 def run(ctx: JobContext) -> JobSummary:
-    config = ctx.config.demand
+    config = ctx.config
     lake = ctx.lakehouse
     promotions = [promotions_ref(config)] if config.promotions_table else []
     used = ctx.require_inputs([ORDERS.ref, ORDER_ITEMS.ref, *promotions], optional=[EVENTS.ref])

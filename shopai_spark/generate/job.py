@@ -43,9 +43,9 @@ def write_raw(frame: DataFrame, path: str, file_format: str, files: int, kinds: 
 
 
 def run(ctx: JobContext) -> JobSummary:
-    """Generate the shop described by ``ctx.config.generate``; return the rows written per raw
+    """Generate the shop described by ``ctx.config``; return the rows written per raw
     table and truth table, and the dirty rows per kind."""
-    config = ctx.config.generate
+    config = ctx.config
     raw_dir = config.raw_dir.rstrip("/")
     customers = shop.customers(ctx.spark, config)
     skus = shop.catalog(ctx.spark, config)

@@ -21,8 +21,8 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from shopai_spark.config import IngestConfig, SourceConfig
 from shopai_spark.ingest import validate
+from shopai_spark.ingest.config import IngestConfig, SourceConfig
 from shopai_spark.ingest.sources import ROW_ID_COLUMNS, RawSource, read_source
 from shopai_spark.quality import (
     count_by_reasons,
@@ -116,13 +116,13 @@ def read_and_validate(ctx: JobContext) -> list[tuple[ValidatedSource, dict[str, 
     """Read and validate every configured source; nothing is written. Returns each source with its
     rejected-row counts by reason (the rejected frames are persisted)."""
     sources = []
-    for name, source in configured_sources(ctx.config.ingest).items():
+    for name, source in configured_sources(ctx.config).items():
         if source is None:
             log.info("ingest | %s: not configured (ingest.%s: null), skipped", name, name)
             continue
         with ctx.step(f"read + validate {name}") as step:
             raw = read_source(ctx.spark, name, source)
-            validated = VALIDATORS[name](ctx.config.ingest, raw)
+            validated = VALIDATORS[name](ctx.config, raw)
             validated.rejected = validated.rejected.persist(StorageLevel.MEMORY_AND_DISK)
             combined = count_by_reasons(validated.rejected)
             validated.rows_rejected = sum(combined.values())
@@ -196,7 +196,7 @@ def run(ctx: JobContext) -> JobSummary:
     metrics = ingest_metrics(sources, merged)
     metrics.update({f"{name}.rows_quarantined": rows for name, rows in rejected_rows.items()})
     ctx.run.log_metrics(metrics)
-    skipped = [name for name, source in configured_sources(ctx.config.ingest).items() if source is None]
+    skipped = [name for name, source in configured_sources(ctx.config).items() if source is None]
     ctx.run.set_tags({"ingest.sources": ",".join(source.name for source in validated),
                       "ingest.skipped_sources": ",".join(skipped)})
 

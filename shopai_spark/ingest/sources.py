@@ -28,9 +28,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from shopai_spark.config import SourceConfig
 from shopai_spark.errors import EmptyInputError, InputError, SourceSchemaError
 from shopai_spark.ingest import records
+from shopai_spark.ingest.config import SourceConfig
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from shopai_spark.config import IngestConfig
+from shopai_spark.ingest.config import IngestConfig
 from shopai_spark.ingest.sources import CORRUPT, ORDER_LINE_COLUMNS, ROW_ID_COLUMNS
 from shopai_spark.quality import Rule
 from shopai_spark.schemas import EVENT_TYPES

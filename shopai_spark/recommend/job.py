@@ -119,7 +119,7 @@ def read_shop_feedback(ctx: JobContext) -> Feedback:
     """``als.source`` events, orders or events+orders → :class:`Feedback`. Known users are the
     customers of silver.events and silver.orders (whichever exist); the order lines, when both order
     tables exist, give ``purchased`` and the guest count whatever the source."""
-    config, lake = ctx.config.als, ctx.lakehouse
+    config, lake = ctx.config, ctx.lakehouse
     check_shop_tables(lake, config.source)
     known: list[DataFrame] = []
     inputs: list[TableRef] = []
@@ -163,7 +163,7 @@ def read_shop_feedback(ctx: JobContext) -> Feedback:
 
 def read_feedback(ctx: JobContext) -> Feedback:
     """Read and validate the configured source (``als.source``) into :class:`Feedback`."""
-    config, lake = ctx.config.als, ctx.lakehouse
+    config, lake = ctx.config, ctx.lakehouse
     if config.source in SHOP_SOURCES:
         return read_shop_feedback(ctx)
     if config.source == "ratings_table":
@@ -244,7 +244,7 @@ def build_outputs(ctx: JobContext, model: ALSModel, indexed: DataFrame, users: D
     """Top-N per user (+ fallback for cold known users) and similar items, persisted and counted.
     ``purchased`` (user_id, item_id bought per silver.order_items) is excluded too, unless
     ``als.exclude`` is none."""
-    config = ctx.config.als
+    config = ctx.config
     if config.exclude == "none":
         purchased = None
     factors = collect_item_factors(model.itemFactors)
@@ -289,7 +289,7 @@ def log_model(ctx: JobContext, model: ALSModel, indexed: DataFrame) -> tuple[str
     predicted = model.transform(ctx.spark.createDataFrame(example)).toPandas()
     signature = infer_signature(example, predicted[["prediction"]])
     return ctx.run.log_spark_model(ctx.spark, model, signature=signature, input_example=example,
-                                   registered_model_name=ctx.config.als.registered_model)
+                                   registered_model_name=ctx.config.registered_model)
 
 
 def metric_table(model_metrics: dict[str, float], baseline: dict[str, float]) -> pd.DataFrame:
@@ -320,7 +320,7 @@ def source_line(rows: int, from_source: dict[str, int], guest_order_lines: int |
 
 def run(ctx: JobContext) -> JobSummary:
     """Train, evaluate and write recommendations (see module docstring)."""
-    config = ctx.config.als
+    config = ctx.config
     metrics: dict[str, float] = {}
     with ctx.step("read + validate feedback") as step:
         feedback = read_feedback(ctx)
@@ -355,7 +355,7 @@ def run(ctx: JobContext) -> JobSummary:
         train, test = ((indexed, to_indices(feedback.test, users, items)) if feedback.test is not None
                        else split(indexed, config))
         data = evaluation_set(train, test, config)
-        trials = tune(ctx.config, data)
+        trials = tune(config, data, ctx.run)
         best = best_trial(trials, config)
         baseline = evaluate_popularity(data, config)
         metrics.update({f"test_{k}": v for k, v in best.metrics.items() if v is not None})

@@ -4,8 +4,10 @@ MLlib's ``recommendForAllUsers`` cross-joins factor blocks through the shuffle. 
 factors (one float32 matrix: items x rank, 5 MB for 20,000 items at rank 64) travel inside the
 scoring function: Spark ships a Python function's pickled bytes once per stage (classic PySpark
 broadcasts any function over 1 MB; Spark Connect sends it in the plan), so no ``SparkContext`` is
-needed and the same code runs on Spark Connect. Each task scores blocks of ``block_size`` users with one matrix product, masks excluded items with
--inf and keeps the top k with ``argpartition`` (linear) before sorting just those k. The result has
+needed and the same code runs on Spark Connect. Each task scores blocks of ``block_size`` users
+with one matrix product, masks excluded items with -inf and keeps the top k with
+:func:`top_k_rows` (chunk maxima bound the k-th score, then only the few candidates above that
+bound are sorted). The result has
 the same rows as ``recommendForAllUsers`` (ties in score may be ordered differently).
 
 Output frames are long: query id, ``rank`` (1..k), item id, ``score`` (DOUBLE).

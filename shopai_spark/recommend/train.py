@@ -16,12 +16,11 @@ from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from shopai_spark.config import AppConfig
 from shopai_spark.recommend.baseline import item_mean_predictions, popularity_recommend
 from shopai_spark.recommend.config import AlsConfig
 from shopai_spark.recommend.metrics import error_metrics, ranking_metrics
 from shopai_spark.recommend.topn import collect_item_factors, recommend_all
-from shopai_spark.tracking import tracked_run
+from shopai_spark.tracking import JobRun
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +117,18 @@ class Trial:
     run_id: str
 
 
-def tune(app_config: AppConfig, data: EvalSet) -> list[Trial]:
-    """Fit and evaluate every grid point, each as a nested MLflow run ``als_trial``."""
-    config = app_config.als
+def tune(config: AlsConfig, data: EvalSet, run: JobRun) -> list[Trial]:
+    """Fit and evaluate every grid point, each as a child run ``als_trial`` of ``run``."""
     trials = []
     for number, params in enumerate(param_grid(config), start=1):
         name = f"als_trial_{number}_rank{params.rank}_reg{params.reg_param:g}_alpha{params.alpha:g}_it{params.max_iter}"
-        with tracked_run(app_config, "als_trial", nested=True, run_name=name) as run:
-            run.log_params({f"als.{k}": v for k, v in asdict(params).items()})
+        with run.child_run("als_trial", name) as trial_run:
+            trial_run.log_params({f"als.{k}": v for k, v in asdict(params).items()})
             model = fit(data.train, config, params)
             metrics = evaluate(model, data, config)
-            run.log_metrics(metrics)
+            trial_run.log_metrics(metrics)
         log.info("trial %d %s: %s=%s", number, params, config.selection_metric, metrics.get(config.selection_metric))
-        trials.append(Trial(params, metrics, model, run.run_id))
+        trials.append(Trial(params, metrics, model, trial_run.run_id))
     return trials
 
 

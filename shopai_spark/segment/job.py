@@ -164,18 +164,18 @@ def require_features(model_inputs: Sequence[str], unavailable: Sequence[str], no
 
 def latest_model_uri(ctx: JobContext) -> str:
     """``segments.model_uri`` or the model of the latest finished fit run in this experiment."""
-    if ctx.config.segments.model_uri:
-        return ctx.config.segments.model_uri
+    if ctx.config.model_uri:
+        return ctx.config.model_uri
     import mlflow
 
-    experiment = mlflow.get_experiment_by_name(ctx.config.tracking.experiment)
+    experiment = mlflow.get_experiment_by_name(ctx.platform.tracking.experiment)
     runs = [] if experiment is None else mlflow.search_runs(
         experiment_ids=[experiment.experiment_id],
         filter_string=f"tags.{MODEL_TAG} != '' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
     if not runs:
         raise FileNotFoundError("segments.mode=score: no finished fit run with a logged model in experiment "
-                                f"{ctx.config.tracking.experiment!r}; run mode=fit first or set segments.model_uri")
+                                f"{ctx.platform.tracking.experiment!r}; run mode=fit first or set segments.model_uri")
     return runs[0].data.tags[MODEL_TAG]
 
 
@@ -229,7 +229,7 @@ def write_outputs(ctx: JobContext, outputs: Outputs) -> None:
 
 def run(ctx: JobContext) -> JobSummary:
     """Segment customers (see module docstring) and return the profile table as summary lines."""
-    config = ctx.config.segments
+    config = ctx.config
     ctx.run.set_tags({"segments_mode": config.mode})
     used = ctx.require_inputs([ORDERS.ref, ORDER_ITEMS.ref, RETURNS.ref], optional=[PRODUCTS.ref, EVENTS.ref])
     metrics: dict[str, float] = {}

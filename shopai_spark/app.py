@@ -1,0 +1,108 @@
+"""The application: every domain's config section composed into one typed config, and the jobs.
+
+The one module that knows every domain. Below it the platform (config loading, session, tables,
+tracking, runtime) knows none, and no domain imports another (``tests/test_import_layers.py``).
+``jobs/<name>.py`` is one call to :func:`main`; the pipeline, the notebooks and the tests run jobs
+through :func:`run_job`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from shopai_spark import runtime
+from shopai_spark.basket.config import FpGrowthConfig
+from shopai_spark.basket.job import run as fpgrowth
+from shopai_spark.config import (
+    ConfigError,
+    LakehouseConfig,
+    PlatformConfig,
+    SparkConfig,
+    TrackingConfig,
+    build,
+    read_config,
+)
+from shopai_spark.demand.config import DemandConfig
+from shopai_spark.demand.job import run as demand_features
+from shopai_spark.errors import JobError
+from shopai_spark.generate.config import GenerateConfig
+from shopai_spark.generate.job import run as generate_data
+from shopai_spark.ingest.config import IngestConfig
+from shopai_spark.ingest.job import run as ingest
+from shopai_spark.recommend.config import AlsConfig
+from shopai_spark.recommend.job import run as als
+from shopai_spark.runtime import Job, JobSummary
+from shopai_spark.segment.config import SegmentsConfig
+from shopai_spark.segment.job import run as segments
+from shopai_spark.session import session_for
+
+log = logging.getLogger("shopai_spark")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The whole configuration: the platform sections and one section per job."""
+
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    lakehouse: LakehouseConfig = field(default_factory=LakehouseConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    als: AlsConfig = field(default_factory=AlsConfig)
+    fpgrowth: FpGrowthConfig = field(default_factory=FpGrowthConfig)
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
+    demand: DemandConfig = field(default_factory=DemandConfig)
+
+    @property
+    def platform(self) -> PlatformConfig:
+        return PlatformConfig(spark=self.spark, lakehouse=self.lakehouse, tracking=self.tracking)
+
+
+# every job, in pipeline order
+JOBS: dict[str, Job] = {job.name: job for job in (
+    Job("generate_data", generate_data, "generate"),
+    Job("ingest", ingest, "ingest"),
+    Job("als", als, "als"),
+    Job("fpgrowth", fpgrowth, "fpgrowth"),
+    Job("segments", segments, "segments"),
+    Job("demand_features", demand_features, "demand"),
+)}
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> AppConfig:
+    """Read a YAML file (None → built-in defaults), apply ``key=value`` overrides and validate the
+    whole tree; raises ConfigError naming the bad key."""
+    return build(AppConfig, read_config(path, tuple(overrides)))
+
+
+def run_job(name: str, config: AppConfig, spark: SparkSession | None = None) -> JobSummary:
+    """Run job ``name`` with its own section of ``config`` and the platform settings."""
+    job = JOBS[name]
+    return runtime.run_job(job, getattr(config, job.section), config.platform, spark)
+
+
+def main(name: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``jobs/<name>.py``: returns the process exit code (0 ok, 2 bad config, an
+    expected failure's :attr:`~shopai_spark.errors.JobError.exit_code`: one line, traceback in the log)."""
+    runtime.configure_logging()
+    args = runtime.parse_args(name, argv)
+    try:
+        config = load_config(args.conf, args.overrides)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with session_for(config.spark) as spark:
+            summary = run_job(name, config, spark)
+    except JobError as exc:
+        log.debug("%s failed", name, exc_info=True)
+        print(f"{name} failed: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(summary.render())
+    return 0
