@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -37,6 +38,24 @@ class Rule:
 
     reason: str
     violated: Column
+
+
+def missing_reason(column: str) -> str:
+    """The one reason name for a row without a usable ``column`` value: ``missing_<column>``."""
+    return f"missing_{column}"
+
+
+def is_missing(column: str, null_allowed: bool = False) -> Column:
+    """True where ``column`` is empty or blank text, or null unless ``null_allowed``."""
+    value = F.col(column)
+    blank = F.coalesce(F.trim(value.cast("string")) == "", F.lit(False))
+    return blank if null_allowed else value.isNull() | blank
+
+
+def missing_value(column: str, null_allowed: bool = False) -> Rule:
+    """Rule ``missing_<column>``: :func:`is_missing` (a null ``user_id`` on an order is a guest
+    checkout, not a defect, where ``null_allowed``)."""
+    return Rule(missing_reason(column), is_missing(column, null_allowed))
 
 
 def with_reasons(df: DataFrame, rules: Sequence[Rule]) -> DataFrame:
@@ -95,8 +114,13 @@ def _quarantine_rows(rejected: DataFrame, source: str, job: str, run_id: str, so
     )
 
 
-def write_quarantine(lakehouse: Lakehouse, rows: DataFrame) -> dict[str, int]:
-    """Insert quarantine rows (see :func:`to_quarantine_rows`) whose record_id is not present yet."""
+def write_quarantine(lakehouse: Lakehouse, parts: Sequence[DataFrame]) -> dict[str, int]:
+    """The one quarantine writer: insert the quarantine rows of every frame in ``parts`` (see
+    :func:`to_quarantine_rows`, :func:`raw_quarantine_rows`) whose record_id is not present yet, in
+    one MERGE. Returns Delta's operation metrics (nothing is written for no parts)."""
+    if not parts:
+        return {}
+    rows = reduce(DataFrame.unionByName, parts)
     lakehouse.ensure(QUARANTINE, QUARANTINE_DDL)
     return lakehouse.merge(rows.dropDuplicates(["record_id"]), QUARANTINE, keys=["record_id"], update=False)
 
@@ -106,15 +130,13 @@ def quarantine_rejected(lakehouse: Lakehouse, rejected: dict[str, DataFrame], jo
     """Merge every ``rejected`` frame (keyed by source name, with ``reason``) into the quarantine
     table as source ``source_prefix + name``. Returns ``{"<name>.<reason>": rows}``."""
     counts: dict[str, int] = {}
-    rows = None
+    parts = []
     for name, frame in rejected.items():
         found = count_by_reason(frame)
         counts.update({f"{name}.{reason}": n for reason, n in found.items()})
         if found:
-            part = to_quarantine_rows(frame, source_prefix + name, job, run_id)
-            rows = part if rows is None else rows.unionByName(part)
-    if rows is not None:
-        write_quarantine(lakehouse, rows)
+            parts.append(to_quarantine_rows(frame, source_prefix + name, job, run_id))
+    write_quarantine(lakehouse, parts)
     return counts
 
 

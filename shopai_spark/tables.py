@@ -17,7 +17,8 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException
@@ -165,20 +166,26 @@ class Lakehouse:
         return result
 
     def overwrite_all(self, writes: Sequence[TableWrite]) -> None:
-        """Overwrite several tables in order (each as :meth:`overwrite`). When one write fails, the
-        tables already written in this call are restored to their previous version and the error is
-        raised again, so a failed job never leaves a mix of old and new outputs."""
-        before = {w.ref: self.version(w.ref) for w in writes}
-        written: list[TableRef] = []
-        try:
+        """Overwrite several tables in order (each as :meth:`overwrite`), all or nothing
+        (:meth:`restored_on_failure`)."""
+        with self.restored_on_failure([w.ref for w in writes]):
             for w in writes:
                 self.overwrite(w.frame, w.ref, partition_by=w.partition_by, replace_where=w.replace_where)
-                written.append(w.ref)
+
+    @contextmanager
+    def restored_on_failure(self, refs: Sequence[TableRef]) -> Iterator[None]:
+        """The one rollback of a multi-table write: when the block raises, every table of ``refs``
+        that existed before it and whose version moved is restored to its version from before the
+        block, and the error is raised again, so a failed job never leaves a mix of old and new
+        outputs."""
+        before = {ref: self.version(ref) for ref in refs}
+        try:
+            yield
         except Exception:
-            for ref in written:
-                if before[ref] is not None:
-                    log.error("restoring %s to version %s after a failed write", ref, before[ref])
-                    self.restore(ref, before[ref])
+            for ref, version in before.items():
+                if version is not None and self.version(ref) != version:
+                    log.error("restoring %s to version %s after a failed write", ref, version)
+                    self.restore(ref, version)
             raise
 
     def restore(self, ref: TableRef, version: int) -> None:

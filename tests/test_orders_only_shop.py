@@ -123,12 +123,12 @@ def test_segments_without_events_skip_and_count_guests(spark, shop, mlflow_store
     run = job_run(folder, "segments")
     assert run.data.metrics["guest_orders_skipped"] == GUEST_ORDERS
     assert run.data.metrics["guest_returns_skipped"] == 1
-    assert run.data.metrics["quarantined.orders.blank_user_id"] == 1
+    assert run.data.metrics["quarantined.orders.missing_user_id"] == 1
     assert "input_version.silver.orders" in run.data.params
     assert not {"input_version.silver.events", "input_version.silver.products"} & set(run.data.params)
     quarantined = lake.read(QUARANTINE).filter(F.col("job") == "segments").toPandas()
     assert list(zip(quarantined["source"], quarantined["reason"], strict=True)) == [("silver.orders",
-                                                                                     "blank_user_id")]
+                                                                                     "missing_user_id")]
 
 
 def test_segments_refuse_event_features_without_events(shop, mlflow_store, capsys):

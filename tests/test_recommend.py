@@ -72,14 +72,14 @@ def test_event_and_rating_rules_quarantine_bad_rows(spark):
     good, rejected = split_valid(events, fb.event_rules(WEIGHTS))
     assert good.count() == len(EVENTS)
     assert sorted(r["reason"] for r in rejected.collect()) == [
-        "event_ts_missing", "event_type_unweighted", "sku_missing", "user_id_missing"]
+        "event_type_unweighted", "missing_event_ts", "missing_sku", "missing_user_id"]
     ratings = spark.createDataFrame(
         [("u1", "i1", 4.0), ("u1", "i2", float("nan")), ("u2", None, 3.0), ("u2", "i1", -1.0),
          ("u3", "i3", None), ("u3", "i4", float("inf"))], "user_id STRING, item_id STRING, rating DOUBLE")
     for mode, valid, reasons in [
-        ("implicit", 1, ["item_id_missing", "rating_negative", "rating_not_a_number", "rating_not_a_number",
+        ("implicit", 1, ["missing_item_id", "rating_negative", "rating_not_a_number", "rating_not_a_number",
                          "rating_not_a_number"]),
-        ("explicit", 2, ["item_id_missing", "rating_not_a_number", "rating_not_a_number", "rating_not_a_number"]),
+        ("explicit", 2, ["missing_item_id", "rating_not_a_number", "rating_not_a_number", "rating_not_a_number"]),
     ]:
         good, rejected = split_valid(ratings, fb.rating_rules(mode))
         assert good.count() == valid

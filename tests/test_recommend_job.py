@@ -122,7 +122,7 @@ def test_similar_items_indexes_and_quarantine(shop):
     assert sorted(users["user_idx"]) == list(range(USERS)) and users["user_id"].is_unique   # dense, one per user
     assert lake.read(ITEM_INDEX).count() == 20
     quarantined = lake.read(QUARANTINE).where(F.col("job") == "als").toPandas()
-    assert sorted(quarantined["reason"]) == ["event_type_unweighted", "user_id_missing"]
+    assert sorted(quarantined["reason"]) == ["event_type_unweighted", "missing_user_id"]
     assert summary.metrics["test_ndcg_at_k"] > 0
 
 

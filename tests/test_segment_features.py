@@ -26,7 +26,7 @@ ORDERS = pd.DataFrame([
     ("o5", "u3", T("2099-01-01 00:00"), "FR"),     # future_timestamp
     ("o6", "u2", T("2024-07-05 00:00"), "FR"),     # after the reference date: left out, not bad
     ("o7", "u4", T("2024-03-01 15:00"), "IT"),
-    ("o8", "  ", T("2024-05-02 09:00"), "IT"),     # blank id → blank_user_id
+    ("o8", "  ", T("2024-05-02 09:00"), "IT"),     # blank id → missing_user_id
 ], columns=["order_id", "user_id", "order_ts", "country"])
 ITEMS = pd.DataFrame([
     ("o1", "s1", 2, 10.0), ("o1", "s2", 1, 5.0), ("o2", "s3", 3, 7.5), ("o3", "s1", 1, 10.0),
@@ -51,7 +51,7 @@ EVENTS = pd.DataFrame([
     ("u5", "x5", "s2", "view", T("2024-06-10 10:00"), 5.0),         # prospect: events, no orders
     ("u5", "x5", "s2", "add_to_cart", T("2024-06-11 10:00"), 5.0),
     ("u6", "x6", "s2", "view", T("2024-07-03 10:00"), 5.0),         # only after the reference date
-    (None, "x7", "s2", "view", T("2024-06-10 10:00"), 5.0),          # null_user_id
+    (None, "x7", "s2", "view", T("2024-06-10 10:00"), 5.0),          # missing_user_id
     ("u1", "x8", "s2", "view", T("2099-06-10 10:00"), 5.0),          # future_timestamp
 ], columns=["user_id", "session_id", "sku", "event_type", "event_ts", "price"])
 
@@ -134,9 +134,9 @@ def test_features_match_pandas_reference(spark):
 
 def test_bad_rows_are_rejected_with_reasons(spark):
     _, rejected = split_inputs(all_inputs(spark))
-    assert count_by_reason(rejected["orders"]) == {"blank_user_id": 1, "future_timestamp": 1}
+    assert count_by_reason(rejected["orders"]) == {"missing_user_id": 1, "future_timestamp": 1}
     assert count_by_reason(rejected["order_items"]) == {"negative_spend": 1}
-    assert count_by_reason(rejected["events"]) == {"null_user_id": 1, "future_timestamp": 1}
+    assert count_by_reason(rejected["events"]) == {"missing_user_id": 1, "future_timestamp": 1}
     assert rejected["returns"].count() == 0
 
 

@@ -184,9 +184,9 @@ def test_fit_refit_and_score(spark, make_config, shop):
             "segment_profiles.csv"} <= artifacts
     quarantined = lake.read(QUARANTINE).toPandas()
     assert sorted(zip(quarantined["source"], quarantined["reason"], strict=True)) == [
-        ("silver.events", "future_timestamp"), ("silver.events", "null_user_id"), ("silver.orders", "blank_user_id")]
+        ("silver.events", "future_timestamp"), ("silver.events", "missing_user_id"), ("silver.orders", "missing_user_id")]
     metrics = mlflow.get_run(first.run_id).data.metrics
-    assert metrics["quarantined.orders.blank_user_id"] == 1 and metrics["quarantined.events.future_timestamp"] == 1
+    assert metrics["quarantined.orders.missing_user_id"] == 1 and metrics["quarantined.events.future_timestamp"] == 1
     assert metrics["guest_orders_skipped"] == 1
     migrations = lake.read(SEGMENT_MIGRATIONS).toPandas()
     assert migrations["from_segment"].isna().all() and migrations["customers"].sum() == len(seg)

@@ -135,38 +135,29 @@ def read_and_validate(ctx: JobContext) -> list[tuple[ValidatedSource, dict[str, 
 def write_rejected(ctx: JobContext, sources: list[ValidatedSource]) -> int:
     """Insert every source's rejected rows into the quarantine table; returns rows inserted."""
     with ctx.step("write quarantine") as step:
-        rows = None
-        for source in sources:
-            part = raw_quarantine_rows(source.rejected, f"raw.{source.name}", ctx.job, ctx.run.run_id)
-            rows = part if rows is None else rows.unionByName(part)
+        rows = [raw_quarantine_rows(source.rejected, f"raw.{source.name}", ctx.job, ctx.run.run_id)
+                for source in sources]
         inserted = write_quarantine(ctx.lakehouse, rows).get("numTargetRowsInserted", 0)
         step.update(inserted=inserted)
     return inserted
 
 
 def merge_silver(ctx: JobContext, sources: list[ValidatedSource]) -> dict[str, dict[str, int]]:
-    """MERGE every silver frame into its table; on failure restore the tables already merged."""
+    """MERGE every silver frame into its table, all or nothing (a failure restores the tables
+    already merged); returns Delta's operation metrics per table."""
     lakehouse = ctx.lakehouse
     tables = [(table, frame, table in source.insert_only) for source in sources
               for table, frame in source.silver.items()]
     for table, _, _ in tables:
         lakehouse.ensure(table.ref, table.ddl, table.constraints)
-    before = {table: lakehouse.version(table.ref) for table, _, _ in tables}
-    merged: list[SilverTable] = []
     metrics = {}
-    try:
+    with lakehouse.restored_on_failure([table.ref for table, _, _ in tables]):
         for table, frame, insert_only in tables:
             with ctx.step(f"merge {table.ref}") as step:
                 result = lakehouse.merge(frame, table.ref, keys=table.keys, update=not insert_only)
                 step.update(inserted=result.get("numTargetRowsInserted", 0),
                             updated=result.get("numTargetRowsUpdated", 0))
-            merged.append(table)
             metrics[str(table.ref)] = result
-    except Exception:
-        for table in merged:
-            log.error("restoring %s to version %s after a failed ingest", table.ref, before[table])
-            lakehouse.restore(table.ref, before[table])
-        raise
     return metrics
 
 

@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 
 from shopai_spark.ingest.config import IngestConfig
 from shopai_spark.ingest.sources import CORRUPT, ORDER_LINE_COLUMNS, ROW_ID_COLUMNS
-from shopai_spark.quality import Rule
+from shopai_spark.quality import Rule, missing_reason, missing_value
 from shopai_spark.schemas import EVENT_TYPES
 
 
@@ -75,7 +75,7 @@ def _keep_raw(raw: DataFrame, columns: Sequence[str]) -> list[Column]:
 def _value_rules(column: str, parsed: Column, kind: str = "") -> list[Rule]:
     """missing_<column> and unparseable_<column> for a required typed column."""
     return [
-        Rule(f"missing_{column}", _clean(f"raw.{column}").isNull()),
+        Rule(missing_reason(column), _clean(f"raw.{column}").isNull()),
         Rule(f"unparseable_{column}", _true(_clean(f"raw.{column}").isNotNull() & parsed.isNull())),
     ]
 
@@ -106,10 +106,10 @@ def parse_events(raw: DataFrame, timestamp_format: str | None) -> DataFrame:
 
 def event_rules(config: IngestConfig) -> list[Rule]:
     return [
-        Rule("missing_user_id", F.col("user_id").isNull()),
-        Rule("missing_session_id", F.col("session_id").isNull()),
-        Rule("missing_sku", F.col("sku").isNull()),
-        Rule("missing_event_type", F.col("event_type").isNull()),
+        missing_value("user_id"),
+        missing_value("session_id"),
+        missing_value("sku"),
+        missing_value("event_type"),
         Rule("unknown_event_type", _true(~F.col("event_type").isin(*EVENT_TYPES))),
         *_value_rules("event_ts", F.col("event_ts")),
         _range_rule("event_ts", config),
@@ -150,8 +150,8 @@ def parse_order_lines(raw: DataFrame, timestamp_format: str | None, cancellation
 def order_line_rules(config: IngestConfig) -> list[Rule]:
     quantity = F.col("quantity")
     return [
-        Rule("missing_order_id", F.col("order_id").isNull()),
-        Rule("missing_sku", F.col("sku").isNull()),
+        missing_value("order_id"),
+        missing_value("sku"),
         *_value_rules("order_ts", F.col("order_ts")),
         _range_rule("order_ts", config),
         *_value_rules("quantity", quantity),
@@ -174,7 +174,7 @@ def order_header_rules(lines: DataFrame, tolerance_minutes: float) -> tuple[Data
         "_spread_seconds", F.max("order_ts").over(w).cast("long") - F.min("order_ts").over(w).cast("long"))
     return checked, [
         Rule("conflicting_order_customer", F.col("_customers") > 1),
-        Rule("missing_user_id", F.col("user_id").isNull() & (F.col("_customers") == 1)),
+        Rule(missing_reason("user_id"), F.col("user_id").isNull() & (F.col("_customers") == 1)),
         Rule("order_ts_spread_over_tolerance", F.col("_spread_seconds") > F.lit(tolerance_minutes * 60.0)),
     ]
 
@@ -232,7 +232,7 @@ def parse_products(raw: DataFrame) -> DataFrame:
 
 def product_rules() -> list[Rule]:
     return [
-        Rule("missing_sku", F.col("sku").isNull()),
+        missing_value("sku"),
         Rule("unparseable_list_price", _true(_clean("raw.list_price").isNotNull() & F.col("list_price").isNull())),
         Rule("negative_list_price", _true(F.col("list_price") < 0)),
     ]

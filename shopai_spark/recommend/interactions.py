@@ -19,24 +19,20 @@ from collections.abc import Mapping
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from shopai_spark.quality import Rule
+from shopai_spark.quality import Rule, is_missing, missing_value
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "ts", "consumed")
 UDATA_SCHEMA = "user_id STRING, item_id STRING, rating STRING, unix_ts STRING"
 SECONDS_PER_DAY = 86_400.0
 
 
-def _blank(column: str) -> Column:
-    return F.col(column).isNull() | (F.trim(F.col(column)) == "")
-
-
 def event_rules(weights: Mapping[str, float]) -> list[Rule]:
     """Rules for silver.events rows used as implicit feedback (reasons in the quarantine table)."""
     return [
-        Rule("user_id_missing", _blank("user_id")),
-        Rule("sku_missing", _blank("sku")),
+        missing_value("user_id"),
+        missing_value("sku"),
         Rule("event_type_unweighted", ~F.col("event_type").isin(*weights)),
-        Rule("event_ts_missing", F.col("event_ts").isNull()),
+        missing_value("event_ts"),
     ]
 
 
@@ -45,8 +41,8 @@ def rating_rules(mode: str) -> list[Rule]:
     and not negative in implicit mode (a negative confidence breaks implicit ALS)."""
     rating = F.col("rating")
     rules = [
-        Rule("user_id_missing", _blank("user_id")),
-        Rule("item_id_missing", _blank("item_id")),
+        missing_value("user_id"),
+        missing_value("item_id"),
         Rule("rating_not_a_number", rating.isNull() | F.isnan(rating) | (F.abs(rating) == float("inf"))),
     ]
     if mode == "implicit":
@@ -90,7 +86,7 @@ def order_lines(order_items: DataFrame, orders: DataFrame) -> DataFrame:
     guest checkout). Lines without an order row are not used (inner join, as in the basket job)."""
     return order_items.select("order_id", "sku", "quantity").join(
         orders.select("order_id", "user_id", "order_ts"), "order_id").select(
-        "user_id", "sku", "quantity", "order_ts", _blank("user_id").alias("guest"))
+        "user_id", "sku", "quantity", "order_ts", is_missing("user_id").alias("guest"))
 
 
 def purchased_items(lines: DataFrame) -> DataFrame:
@@ -124,7 +120,7 @@ def ordered_items(lines: DataFrame, returns: DataFrame | None, scheme: str, orde
     bought = lines.where(~F.col("guest")).groupBy("user_id", "sku").agg(
         F.sum("quantity").alias("units"), F.max("order_ts").alias("ts"))
     if returns is not None:
-        returned = returns.where(~_blank("user_id")).groupBy("user_id", "sku").agg(
+        returned = returns.where(~is_missing("user_id")).groupBy("user_id", "sku").agg(
             F.sum("quantity").alias("returned"))
         bought = bought.join(returned, ["user_id", "sku"], "left").withColumn(
             "units", F.col("units") - F.coalesce(F.col("returned"), F.lit(0)))

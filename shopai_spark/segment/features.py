@@ -33,24 +33,14 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from shopai_spark.quality import Rule, split_valid
+from shopai_spark.quality import Rule, missing_value, split_valid
 from shopai_spark.segment.config import EVENT_FEATURES
 
 FUTURE_TIMESTAMP = "future_timestamp"
 
 
-def _missing(col: str) -> Column:
-    """True for a null, empty or blank id."""
-    return F.col(col).isNull() | (F.trim(F.col(col)) == "")
-
-
-def _blank(col: str) -> Column:
-    """True for an empty or blank id; false for null (a guest)."""
-    return F.coalesce(F.trim(F.col(col)) == "", F.lit(False))
-
-
 def _time_rules(ts_col: str) -> list[Rule]:
-    return [Rule("null_timestamp", F.col(ts_col).isNull()),
+    return [missing_value(ts_col),
             Rule(FUTURE_TIMESTAMP, F.coalesce(F.col(ts_col) > F.current_timestamp(), F.lit(False)))]
 
 
@@ -60,7 +50,7 @@ def _spend_rule() -> Rule:
 
 def order_rules() -> list[Rule]:
     """Rules for silver.orders rows (order_id, user_id, order_ts, ...); a null user_id (guest) passes."""
-    return [Rule("blank_user_id", _blank("user_id")), *_time_rules("order_ts")]
+    return [missing_value("user_id", null_allowed=True), *_time_rules("order_ts")]
 
 
 def order_item_rules() -> list[Rule]:
@@ -71,12 +61,12 @@ def order_item_rules() -> list[Rule]:
 def return_rules() -> list[Rule]:
     """Rules for silver.returns rows (user_id, quantity, unit_price, return_ts, ...); a null user_id
     (guest) passes."""
-    return [Rule("blank_user_id", _blank("user_id")), _spend_rule(), *_time_rules("return_ts")]
+    return [missing_value("user_id", null_allowed=True), _spend_rule(), *_time_rules("return_ts")]
 
 
 def event_rules() -> list[Rule]:
     """Rules for silver.events rows (user_id, event_type, event_ts, ...)."""
-    return [Rule("null_user_id", _missing("user_id")), *_time_rules("event_ts")]
+    return [missing_value("user_id"), *_time_rules("event_ts")]
 
 
 @dataclass
