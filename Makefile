@@ -27,7 +27,7 @@ demo: setup  ## generate sample data and run the whole pipeline locally
 	$(BIN)/python jobs/pipeline.py --conf $(CONF)
 
 test: setup  ## run the test suite (real Spark, Delta and MLflow)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 test-fast: setup  ## the unit tests only (no end-to-end job runs, no real-data tests)
 	$(BIN)/python -m pytest -m "not e2e and not realdata"
@@ -56,6 +56,6 @@ smoke-spark40:  ## the whole pipeline (small shop, local) on the Spark 4.0 line,
 	.venv-spark40/bin/python scripts/connect_test.py --local
 
 clean:  ## remove the venv, local lakehouse, MLflow store and caches
-	rm -rf .venv .venv-spark40 lakehouse mlruns mlflow.db data/raw checkpoints spark-warehouse .pytest_cache .ruff_cache \
+	rm -rf .venv .venv-spark40 lakehouse mlruns mlflow.db data/raw checkpoints logs spark-warehouse .pytest_cache .ruff_cache \
 	       bench/results/tmp dist build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

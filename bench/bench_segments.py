@@ -11,7 +11,8 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from shopai_spark.segment.config import ALL_FEATURES
-from shopai_spark.segment.job import CUSTOMER_SEGMENTS, assign, fit_with_ids, select_k
+from shopai_spark.segment.fitting import assign, fit_with_ids, select_k
+from shopai_spark.segment.job import CUSTOMER_SEGMENTS
 from shopai_spark.segment.metrics import adjusted_rand_index_df
 from shopai_spark.segment.profiles import profile
 from shopai_spark.tables import Lakehouse, with_run_metadata

@@ -175,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from shopai_spark.app import load_config
     from shopai_spark.connect_server import ConnectServer
-    from shopai_spark.runtime import configure_logging
+    from shopai_spark.console import verbose_console
     from shopai_spark.session import get_spark
 
-    configure_logging()
+    verbose_console()
     workdir = Path(args.workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)

@@ -95,7 +95,7 @@ def submit_command(cluster_url: str, py_files: Path, job: str, workdir: Path) ->
         "--packages", delta_package(), "--py-files", str(py_files),
         "--conf", f"spark.pyspark.python={sys.executable}",
         "--conf", "spark.executor.memory=1g", "--conf", "spark.sql.session.timeZone=UTC",
-        str(ROOT / "jobs" / f"{job}.py"), "--conf", str(ROOT / "conf" / "cluster.yaml"), *overrides(workdir),
+        str(ROOT / "jobs" / f"{job}.py"), "--conf", str(ROOT / "conf" / "cluster.yaml"), "--verbose", *overrides(workdir),
     ]
 
 

@@ -32,13 +32,27 @@ from shopai_spark.connect_server import ConnectServer
 CONF = ROOT / "conf" / "local.yaml"
 
 
-def run_job(command: list[str], job: str, workdir: Path) -> None:
+def run_job(command: list[str], job: str, workdir: Path, merge_stderr: bool = True) -> str:
+    """Run ``command`` in ``workdir``; its standard output (with standard error when
+    ``merge_stderr``), or SystemExit with its tail when it fails."""
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = subprocess.run(command, cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE, text=True)
     if result.returncode != 0:
-        print(result.stdout[-6000:])
+        print(result.stdout[-6000:], result.stderr[-6000:] if result.stderr else "")
         raise SystemExit(f"{job} failed with exit code {result.returncode}")
     print(f"  {job} ok in {time.perf_counter() - started:.0f} s", flush=True)
+    return result.stdout
+
+
+def check_quiet_console(output: str, workdir: Path) -> None:
+    """The pipeline's console has its step lines and no Spark, Ivy or stage-bar output; that went
+    to the log file it names."""
+    noise = [line for line in output.splitlines() if " WARN " in line or ":: resolution" in line or "[Stage " in line]
+    logs = sorted((workdir / "logs").glob("pipeline-*.log"))
+    if noise or "ingest | " not in output or not logs or f"log: logs/{logs[-1].name}" not in output:
+        raise AssertionError(f"console not quiet or no log file: noise {noise[:5]}, logs {logs}")
+    print(f"  console: {len(output.splitlines())} lines, no Spark/Ivy output (in {logs[-1].name})", flush=True)
 
 
 def load_als_model_through(remote: str, workdir: Path) -> None:
@@ -71,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     jobs = args.jobs.split(",")
     settings = ["--conf", str(CONF), *overrides(workdir)]
-    if args.local:
+    if args.local:   # the quiet console (the default a user gets): its stdout is checked below
         print(f"pipeline on a local session, pyspark {pyspark.__version__}", flush=True)
-        run_job([sys.executable, str(ROOT / "jobs" / "pipeline.py"), "--steps", ",".join(jobs), *settings],
-                "pipeline", workdir)
+        output = run_job([sys.executable, str(ROOT / "jobs" / "pipeline.py"), "--steps", ",".join(jobs), *settings],
+                         "pipeline", workdir, merge_stderr=False)
+        check_quiet_console(output, workdir)
         for job in jobs:
             check_outputs(job, workdir)
         print(f"smoke: {len(jobs)} jobs ok on pyspark {pyspark.__version__}", flush=True)
@@ -84,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             server.start()
             print(f"Spark Connect server up at {server.url} (pyspark {pyspark.__version__})", flush=True)
             for job in jobs:
-                run_job([sys.executable, str(ROOT / "jobs" / f"{job}.py"), *settings,
+                run_job([sys.executable, str(ROOT / "jobs" / f"{job}.py"), *settings, "--verbose",
                          "--set", f"spark.remote={server.url}"], job, workdir)
                 check_outputs(job, workdir)
             if "als" in jobs:

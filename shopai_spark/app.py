@@ -8,9 +8,11 @@ through :func:`run_job`.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from shopai_spark.config import (
     build,
     read_config,
 )
+from shopai_spark.console import quiet_console, verbose_console
 from shopai_spark.demand.config import DemandConfig
 from shopai_spark.demand.job import run as demand_features
 from shopai_spark.errors import JobError
@@ -87,22 +90,46 @@ def run_job(name: str, config: AppConfig, spark: SparkSession | None = None) -> 
     return runtime.run_job(job, getattr(config, job.section), config.platform, spark)
 
 
-def main(name: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``jobs/<name>.py``: returns the process exit code (0 ok, 2 bad config, an
-    expected failure's :attr:`~shopai_spark.errors.JobError.exit_code`: one line, traceback in the log)."""
-    runtime.configure_logging()
-    args = runtime.parse_args(name, argv)
+@contextmanager
+def job_console(name: str, args: argparse.Namespace) -> Iterator[None]:
+    """The console of an entry point: quiet (step lines and summaries; Spark, Ivy and MLflow output
+    in ``<args.log_dir>/<name>-<time>.log``, whose path is printed at the end) unless ``args.verbose``."""
+    if args.verbose:
+        verbose_console()
+        yield
+        return
+    with quiet_console(name, args.log_dir) as path:
+        try:
+            yield
+        finally:
+            print(f"log: {path}", flush=True)
+
+
+def run_entry_point(name: str, args: argparse.Namespace, body: Callable[[AppConfig, SparkSession], None]) -> int:
+    """Load the config from ``args.conf`` / ``args.overrides`` and run ``body`` on the session under
+    :func:`job_console`. Returns the process exit code: 0; 2 for a bad config (the key named, before
+    Spark starts); an expected failure's :attr:`~shopai_spark.errors.JobError.exit_code` with its
+    one-line message (the traceback is in the log)."""
     try:
         config = load_config(args.conf, args.overrides)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    try:
-        with session_for(config.spark) as spark:
-            summary = run_job(name, config, spark)
-    except JobError as exc:
-        log.debug("%s failed", name, exc_info=True)
-        print(f"{name} failed: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(summary.render())
+    failure = None
+    with job_console(name, args):
+        try:
+            with session_for(config.spark) as spark:
+                body(config, spark)
+        except JobError as exc:
+            log.debug("%s failed", name, exc_info=True)
+            failure = exc
+    if failure is not None:
+        print(f"{name} failed: {failure}", file=sys.stderr)
+        return failure.exit_code
     return 0
+
+
+def main(name: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``jobs/<name>.py`` (see :func:`run_entry_point` for the exit codes)."""
+    args = runtime.parse_args(name, argv)
+    return run_entry_point(name, args, lambda config, spark: print(run_job(name, config, spark).render(), flush=True))

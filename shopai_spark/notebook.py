@@ -14,7 +14,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from shopai_spark.app import AppConfig, load_config, run_job
-from shopai_spark.runtime import JobSummary, configure_logging
+from shopai_spark.console import verbose_console
+from shopai_spark.runtime import JobSummary
 
 DEFAULT_CONF = "../conf/databricks.yaml"
 
@@ -41,5 +42,5 @@ def config_from_widgets(dbutils: Any, parameters: Sequence[str] = ()) -> AppConf
 def run_notebook_job(job: str, config: AppConfig, spark: SparkSession) -> JobSummary:
     """Run job ``job`` (``als``, ``segments``, ...) on the notebook's session (its own MLflow run)
     and return its summary."""
-    configure_logging()
+    verbose_console()
     return run_job(job, config, spark)

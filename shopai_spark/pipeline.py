@@ -14,20 +14,17 @@ from collections.abc import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
-from shopai_spark.app import JOBS, AppConfig, load_config, run_job
+from shopai_spark.app import JOBS, AppConfig, load_config, run_entry_point, run_job
 from shopai_spark.config import ConfigError
-from shopai_spark.runtime import JobSummary, configure_logging
-from shopai_spark.session import get_spark, session_for
+from shopai_spark.runtime import JobSummary, add_console_args
+from shopai_spark.session import get_spark
 
 
 def run_pipeline(config: AppConfig, steps: Sequence[str] | None = None,
                  spark: SparkSession | None = None) -> list[JobSummary]:
     """Run ``steps`` (default: all, in pipeline order) on ``spark`` (default: from config); print a
     progress line per step; return the summaries."""
-    chosen = [s for s in JOBS if steps is None or s in steps]
-    unknown = sorted(set(steps or ()) - set(JOBS))
-    if unknown:
-        raise ConfigError(f"unknown pipeline step(s) {unknown}; steps are {list(JOBS)}")
+    chosen = chosen_steps(steps)
     spark = spark or get_spark(config.spark)
     summaries = []
     for number, name in enumerate(chosen, start=1):
@@ -39,6 +36,14 @@ def run_pipeline(config: AppConfig, steps: Sequence[str] | None = None,
         print(summary.render(), flush=True)
         summaries.append(summary)
     return summaries
+
+
+def chosen_steps(steps: Sequence[str] | None) -> list[str]:
+    """``steps`` in pipeline order (None: all); ConfigError naming an unknown one."""
+    unknown = sorted(set(steps or ()) - set(JOBS))
+    if unknown:
+        raise ConfigError(f"unknown pipeline step(s) {unknown}; steps are {list(JOBS)}")
+    return [s for s in JOBS if steps is None or s in steps]
 
 
 def summaries_frame(spark: SparkSession, summaries: Sequence[JobSummary]) -> DataFrame:
@@ -58,19 +63,18 @@ def closing_summary(config: AppConfig) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    configure_logging()
     parser = argparse.ArgumentParser(prog="jobs/pipeline.py", description=__doc__.splitlines()[0])
     parser.add_argument("--conf", default="conf/local.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--steps", help=f"comma-separated subset of {','.join(JOBS)}")
+    add_console_args(parser)
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.conf, args.overrides)
-        steps = args.steps.split(",") if args.steps else None
-        with session_for(config.spark) as spark:
-            run_pipeline(config, steps, spark)
+        steps = chosen_steps(args.steps.split(",") if args.steps else None)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    print(closing_summary(config))
-    return 0
+    code = run_entry_point("pipeline", args, lambda config, spark: run_pipeline(config, steps, spark))
+    if code == 0:
+        print(closing_summary(load_config(args.conf, args.overrides)))
+    return code

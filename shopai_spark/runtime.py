@@ -9,8 +9,6 @@ jobs exist, and the entry point of ``jobs/<name>.py``, is :mod:`shopai_spark.app
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +18,7 @@ from typing import Any, Generic, TypeVar
 from pyspark.sql import SparkSession
 
 from shopai_spark.config import PlatformConfig, flatten
+from shopai_spark.console import STEPS
 from shopai_spark.errors import MissingTableError
 from shopai_spark.session import get_spark
 from shopai_spark.tables import Lakehouse, TableRef
@@ -27,7 +26,6 @@ from shopai_spark.tracking import JobRun, tracked_run
 
 Section = TypeVar("Section")
 
-log = logging.getLogger("shopai_spark")
 
 
 @dataclass
@@ -71,7 +69,7 @@ class JobContext(Generic[Section]):
         yield counts
         seconds = time.perf_counter() - started
         detail = " ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in counts.items())
-        log.info("%s | %s %s(%.1f s)", self.job, description, detail + " " if detail else "", seconds)
+        STEPS.info("%s | %s %s(%.1f s)", self.job, description, detail + " " if detail else "", seconds)
 
 
     def require_inputs(self, required: Sequence[TableRef], optional: Sequence[TableRef] = ()) -> list[TableRef]:
@@ -106,15 +104,15 @@ def parse_args(job: str, argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--conf", default="conf/local.yaml", help="YAML config file (default: %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set als.rank=32 (repeatable)")
+    add_console_args(parser)
     return parser.parse_args(argv)
 
 
-def configure_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                            stream=sys.stderr)
-    for noisy in ("py4j", "urllib3", "alembic", "mlflow", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def add_console_args(parser: argparse.ArgumentParser) -> None:
+    """``--verbose`` and ``--log-dir``: where Spark, Ivy and MLflow output goes (see :mod:`~shopai_spark.console`)."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="Spark, Ivy and MLflow output on the console instead of the log file")
+    parser.add_argument("--log-dir", default="logs", help="folder of the log file (default: %(default)s)")
 
 
 def run_job(job: Job, config: Any, platform: PlatformConfig, spark: SparkSession | None = None) -> JobSummary:
@@ -129,5 +127,5 @@ def run_job(job: Job, config: Any, platform: PlatformConfig, spark: SparkSession
         summary = job.run(ctx)
         seconds = time.perf_counter() - started
         run.log_metrics({"job_seconds": seconds})
-    log.info("%s finished in %.1f s", job.name, seconds)
+    STEPS.info("%s | finished in %.1f s", job.name, seconds)
     return summary

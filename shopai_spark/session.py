@@ -42,6 +42,7 @@ LOCAL_DEFAULTS = {
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.warehouse.dir": "spark-warehouse",
+    "spark.ui.showConsoleProgress": "false",   # no stage bars between the step lines
     # one task = one core: numpy in a Python worker must not start a BLAS thread per core on top
     # (the fast top-N's matrix products ran 2 workers x 2 OpenBLAS threads on 2 cores)
     "spark.executorEnv.OPENBLAS_NUM_THREADS": "1",

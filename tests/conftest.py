@@ -71,7 +71,7 @@ def base_overrides(tmp_path: Path, mlflow_store: dict[str, str]) -> list[str]:
 
 def cli_args(tmp_path: Path, mlflow_store: dict[str, str], *overrides: str) -> list[str]:
     """``--conf conf/local.yaml --set ...`` as a user types them, pointed at ``tmp_path``."""
-    return ["--conf", str(LOCAL_CONF), *[a for s in (*base_overrides(tmp_path, mlflow_store), *overrides)
+    return ["--conf", str(LOCAL_CONF), "--log-dir", str(tmp_path / "logs"), *[a for s in (*base_overrides(tmp_path, mlflow_store), *overrides)
                                           for a in ("--set", s)]]
 
 

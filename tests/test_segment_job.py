@@ -13,6 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.metrics import adjusted_rand_score
 
@@ -23,6 +24,7 @@ from shopai_spark.segment import model as km
 from shopai_spark.segment.config import ALL_FEATURES, SegmentsConfig
 from shopai_spark.segment.features import customer_features
 from shopai_spark.segment.job import CUSTOMER_SEGMENTS, SEGMENT_MIGRATIONS, SEGMENT_PROFILES
+from shopai_spark.segment.metrics import adjusted_rand_index_df
 from shopai_spark.segment.scaling import model_features, scaler_of, transform_rows
 from shopai_spark.tables import Lakehouse
 from tests.test_segment_features import frames
@@ -153,7 +155,7 @@ def test_fit_refit_and_score(spark, make_config, shop):
     assert len(seg) == len(shop["truth"]) and set(seg["run_id"]) == {first.run_id}
     joined = seg.merge(shop["truth"], on="user_id", suffixes=("", "_truth"))
     ari = adjusted_rand_score(joined["segment_id_truth"], joined["segment_id"])
-    assert ari >= 0.8 and first.metrics["truth_ari"] == pytest.approx(ari, abs=1e-12)
+    assert ari >= 0.8 and "truth_ari" not in first.metrics     # scoring against truth is the test's job
     # planted kinds get the names the rule promises (majority name of each planted group)
     majority = joined.groupby("segment_name_truth")["segment_name"].agg(lambda s: s.mode()[0]).to_dict()
     assert majority == {"Champions": "Champions", "Loyal": "Loyal", "At risk": "At risk",
@@ -216,12 +218,14 @@ def test_fit_refit_and_score(spark, make_config, shop):
 
 
 def test_end_to_end_on_generator_output(spark, make_config, tmp_path, mlflow_store, shop_lakehouse):
-    """segments through runtime.main on the generated shop; planted truth recovered (ARI >= 0.8)."""
+    """segments through the entry point on the generated shop; planted truth recovered (ARI >= 0.8)."""
     from shopai_spark.app import main
     from tests.conftest import cli_args
 
     assert main("segments", cli_args(tmp_path, mlflow_store)) == 0
     config = make_config()
     runs = mlflow.search_runs(experiment_names=[config.tracking.experiment], filter_string="tags.job = 'segments'")
-    assert runs["metrics.truth_ari"].iloc[0] >= 0.8
-    assert Lakehouse(spark, config.lakehouse).read(CUSTOMER_SEGMENTS).count() > 0
+    assert runs["status"].iloc[0] == "FINISHED"
+    lake = Lakehouse(spark, config.lakehouse)
+    truth = lake.read(TRUTH_SEGMENTS).select("user_id", F.col("segment_id").alias("truth"))
+    assert adjusted_rand_index_df(lake.read(CUSTOMER_SEGMENTS).join(truth, "user_id"), "segment_id", "truth") >= 0.8

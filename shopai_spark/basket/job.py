@@ -181,15 +181,21 @@ def run(ctx: JobContext) -> JobSummary:
         step.update(fbt_rows=fbt_rows)
 
     metrics = log_run(ctx.run, mined, counts, config)
-    best = top_rules(mined.rules, config.summary_rules)
+    summary = summarize(ctx, mined, metrics, fbt_rows, n)
     mined.unpersist()
     baskets.unpersist()
+    return summary
 
+
+def summarize(ctx: JobContext, mined: Mined, metrics: dict[str, float], fbt_rows: int, baskets: int) -> JobSummary:
+    """Table counts, baskets and min count, and the top ``fpgrowth.summary_rules`` rules by lift."""
+    config = ctx.config
+    best = top_rules(mined.rules, config.summary_rules)
     summary = JobSummary(
         job=ctx.job, run_id=ctx.run.run_id,
         tables={str(FREQUENT_ITEMSETS): int(metrics["itemsets"]), str(ASSOCIATION_RULES): int(metrics["rules"]),
                 str(FREQUENTLY_BOUGHT_TOGETHER): fbt_rows},
-        metrics={"baskets": n, "min_count": mined.min_count})
+        metrics={"baskets": baskets, "min_count": mined.min_count})
     summary.lines.append(f"  level={config.level} min_support={config.min_support} "
                          f"min_confidence={config.min_confidence}; top rules by lift:")
     summary.lines += [f"  {r.rule_text}  lift={r.lift:.2f} conf={r.confidence:.2f} support={r.support:.4f}"

@@ -140,17 +140,60 @@ def busy_sku_lines(config: DemandConfig, table: DataFrame, signals: DataFrame | 
     return lines
 
 
-def run(ctx: JobContext) -> JobSummary:
+def forecast_and_signals(ctx: JobContext, featured: DataFrame, from_date: dt.date | None,
+                         end_date: dt.date) -> tuple[fc.ForecastResult | None, DataFrame | None]:
+    """Hold-out evaluation of the forecasts and, with the better model, the inventory signals as of
+    ``end_date`` (cached); (None, None) when there is too little history."""
     config = ctx.config
-    lake = ctx.lakehouse
-    promotions = [promotions_ref(config)] if config.promotions_table else []
-    used = ctx.require_inputs([ORDERS.ref, ORDER_ITEMS.ref, *promotions], optional=[EVENTS.ref])
+    frame = fc.with_model_columns(training_frame(ctx, featured, from_date), config).persist(
+        StorageLevel.MEMORY_AND_DISK)
+    result = fc.evaluate(frame, config, end_date)
+    signals = None
+    if result is not None:
+        origin = frame.filter(F.col("date") == F.lit(end_date + dt.timedelta(days=1)))
+        signals = inventory_signals(origin, result, config, end_date).cache()
+    frame.unpersist()
+    return result, signals
+
+
+def write_gold(ctx: JobContext, table: DataFrame, signals: DataFrame | None, from_date: dt.date | None,
+               panel_rows: int) -> dict[str, int]:
+    """Overwrite gold.sku_demand_features (from ``from_date`` on, when incremental) and
+    gold.inventory_signals together (all or nothing); returns rows per table."""
+    gold = with_run_metadata(table.withColumn(PARTITION, F.trunc("date", "month")), ctx.run.run_id)
+    replace = f"date >= '{from_date.isoformat()}'" if from_date else None
+    tables = {str(SKU_DEMAND_FEATURES): panel_rows}
+    writes = [TableWrite(gold.repartition(PARTITION), SKU_DEMAND_FEATURES, [PARTITION], replace)]
+    if signals is not None:
+        writes.append(TableWrite(with_run_metadata(signals, ctx.run.run_id), INVENTORY_SIGNALS))
+        tables[str(INVENTORY_SIGNALS)] = signals.count()
+    ctx.lakehouse.overwrite_all(writes)
+    return tables
+
+
+def log_forecast(ctx: JobContext, result: fc.ForecastResult | None) -> list[str]:
+    """Log the forecast metrics table, hold-out totals and chart; return the summary line."""
+    config = ctx.config
+    if result is None:
+        return ["  forecast skipped: not enough history for a training set and a hold-out"] if config.forecast else []
+    ctx.run.log_table(fc.metrics_table(result), "forecast_metrics")
+    by_date = fc.holdout_by_date(result)
+    ctx.run.log_table(by_date, "holdout_by_date")
+    ctx.run.log_figure(fc.plot_holdout(by_date, config.lead_time_days), "holdout_forecast")
+    scores = ", ".join(f"{m} WAPE {result.metrics[f'{m}_wape'] or float('nan'):.3f} "
+                       f"MASE {result.metrics[f'{m}_mase'] or float('nan'):.3f}" for m in fc.MODELS)
+    return [f"  forecast of units over {config.lead_time_days} days on hold-out "
+            f"{result.split.holdout_start}..{result.split.holdout_end}: {scores} → {result.best}"]
+
+
+def run(ctx: JobContext) -> JobSummary:
+    """Features (full or incremental), forecasts and inventory signals (see module docstring)."""
+    config, lake = ctx.config, ctx.lakehouse
+    used = ctx.require_inputs([ORDERS.ref, ORDER_ITEMS.ref, *([promotions_ref(config)] if config.promotions_table
+                                                               else [])], optional=[EVENTS.ref])
     events = lake.read(EVENTS.ref) if EVENTS.ref in used else None
     notes = [] if events is not None else [f"no {EVENTS.ref}: views, cart_adds and their features left empty, "
                                            "likely_stockout never flagged"]
-    for note in notes:
-        log.info("demand: %s", note)
-
     with ctx.step("order lines") as counts:
         lines = pnl.order_lines(lake.read(ORDERS.ref), lake.read(ORDER_ITEMS.ref)).persist(
             StorageLevel.MEMORY_AND_DISK)
@@ -161,7 +204,6 @@ def run(ctx: JobContext) -> JobSummary:
     mode = "incremental" if from_date else "full"
     ctx.run.log_params({"demand.resolved_end_date": str(end_date), "demand.resolved_mode": mode,
                         "demand.recompute_from": str(from_date)})
-
     with ctx.step(f"features ({mode})") as counts:
         featured, sales = build_features(ctx, lines, events, end_date, from_date)
         featured = featured.persist(StorageLevel.MEMORY_AND_DISK)
@@ -170,49 +212,20 @@ def run(ctx: JobContext) -> JobSummary:
         counts.update(stats)
     if stats["panel_rows"] == 0:
         raise EmptyInputError(f"demand: no panel rows for {mode} run ending {end_date}; nothing was written")
-
     result = signals = None
     if config.forecast:
         with ctx.step("forecast + inventory") as counts:
-            frame = fc.with_model_columns(training_frame(ctx, featured, from_date), config).persist(
-                StorageLevel.MEMORY_AND_DISK)
-            result = fc.evaluate(frame, config, end_date)
-            if result is not None:
-                origin = frame.filter(F.col("date") == F.lit(end_date + dt.timedelta(days=1)))
-                signals = inventory_signals(origin, result, config, end_date).cache()
-                counts.update(best=result.best, skus=signals.count())
-            frame.unpersist()
-
+            result, signals = forecast_and_signals(ctx, featured, from_date, end_date)
+            counts.update(best=result.best if result else None, skus=signals.count() if signals else 0)
     with ctx.step("write"):
-        gold = with_run_metadata(table.withColumn(PARTITION, F.trunc("date", "month")), ctx.run.run_id)
-        replace = f"date >= '{from_date}'" if from_date else None
-        tables = {str(SKU_DEMAND_FEATURES): stats["panel_rows"]}
-        writes = [TableWrite(gold.repartition(PARTITION), SKU_DEMAND_FEATURES, [PARTITION], replace)]
-        if signals is not None:
-            writes.append(TableWrite(with_run_metadata(signals, ctx.run.run_id), INVENTORY_SIGNALS))
-            tables[str(INVENTORY_SIGNALS)] = signals.count()
-        lake.overwrite_all(writes)
-
-    metrics = {f"lines_{k}": float(v) for k, v in issues.items()}
-    metrics.update({k: float(v) for k, v in stats.items()})
+        tables = write_gold(ctx, table, signals, from_date, stats["panel_rows"])
+    metrics = {**{f"lines_{k}": float(v) for k, v in issues.items()}, **{k: float(v) for k, v in stats.items()},
+               **({k: v for k, v in result.metrics.items() if v is not None} if result else {})}
+    ctx.run.log_metrics(metrics)
     lines_out = [f"  mode {mode}, end date {end_date}" + (f", recomputed from {from_date}" if from_date else ""),
                  "  bad order lines: " + ", ".join(f"{k}={v}" for k, v in issues.items()),
-                 *(f"  {note}" for note in notes)]
-    if result is not None:
-        metrics.update({k: v for k, v in result.metrics.items() if v is not None})
-        ctx.run.log_table(fc.metrics_table(result), "forecast_metrics")
-        by_date = fc.holdout_by_date(result)
-        ctx.run.log_table(by_date, "holdout_by_date")
-        ctx.run.log_figure(fc.plot_holdout(by_date, config.lead_time_days), "holdout_forecast")
-        lines_out.append(f"  forecast of units over {config.lead_time_days} days on hold-out "
-                         f"{result.split.holdout_start}..{result.split.holdout_end}: " + ", ".join(
-                             f"{m} WAPE {result.metrics[f'{m}_wape'] or float('nan'):.3f} "
-                             f"MASE {result.metrics[f'{m}_mase'] or float('nan'):.3f}" for m in fc.MODELS)
-                         + f" → {result.best}")
-    elif config.forecast:
-        lines_out.append("  forecast skipped: not enough history for a training set and a hold-out")
-    ctx.run.log_metrics(metrics)
-    lines_out += busy_sku_lines(config, table, signals, end_date)
+                 *(f"  {note}" for note in notes), *log_forecast(ctx, result),
+                 *busy_sku_lines(config, table, signals, end_date)]
     for cached in (featured, sales, lines):
         cached.unpersist()
     return JobSummary(job=ctx.job, run_id=ctx.run.run_id, tables=tables,

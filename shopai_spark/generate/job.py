@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from shopai_spark.generate import shop
 from shopai_spark.runtime import JobContext, JobSummary
 from shopai_spark.schemas import TRUTH_BUNDLES, TRUTH_PROMOTIONS, TRUTH_SEGMENTS, TRUTH_SKU_DEMAND
+from shopai_spark.tables import TableRef
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +43,10 @@ def write_raw(frame: DataFrame, path: str, file_format: str, files: int, kinds: 
     return {name: int(value) for name, value in observation.get.items()}
 
 
-def run(ctx: JobContext) -> JobSummary:
-    """Generate the shop described by ``ctx.config``; return the rows written per raw
-    table and truth table, and the dirty rows per kind."""
+def write_raw_tables(ctx: JobContext, raw: dict[str, DataFrame], raw_dir: str) -> tuple[dict[str, int], Counter[str]]:
+    """Spoil a share of each raw frame (products, orders, events) and write it as export files
+    under ``raw_dir/<name>``; returns rows per ``raw/<name>`` and dirty rows per kind."""
     config = ctx.config
-    raw_dir = config.raw_dir.rstrip("/")
-    customers = shop.customers(ctx.spark, config)
-    skus = shop.catalog(ctx.spark, config)
-    lines = shop.order_lines(customers, skus, config)
-
-    with ctx.step("plan order lines") as step:
-        sales_lines = lines.count()
-        browse_per_user = shop.browse_events_per_user(config, sales_lines)
-        step.update(order_lines=sales_lines, browse_events_per_user=round(browse_per_user, 1))
-
-    raw = {
-        "products": shop.products(skus),
-        "orders": shop.orders(lines, config),
-        "events": shop.events(customers, skus, lines, config, browse_per_user),
-    }
     tables: dict[str, int] = {}
     dirt: Counter[str] = Counter()
     for name, frame in raw.items():
@@ -71,21 +57,45 @@ def run(ctx: JobContext) -> JobSummary:
             tables[f"raw/{name}"] = counts["rows"]
             dirt.update({kind: counts[kind] for kind in kinds})
             step.update(rows=counts["rows"], dirty=sum(counts[kind] for kind in kinds))
+    return tables, dirt
 
-    truth = {
+
+def write_truth(ctx: JobContext, truth: dict[TableRef, DataFrame]) -> dict[str, int]:
+    """Overwrite the bronze truth tables (an empty one is valid: no bundles or promotions
+    configured); returns rows per table."""
+    tables = {}
+    for ref, frame in truth.items():
+        with ctx.step(f"write {ref}") as step:
+            rows = frame.count()
+            ctx.lakehouse.overwrite(frame, ref, allow_empty=True)
+            tables[str(ref)] = rows
+            step.update(rows=rows)
+    return tables
+
+
+def run(ctx: JobContext) -> JobSummary:
+    """Generate the shop described by ``ctx.config``; return the rows written per raw
+    table and truth table, and the dirty rows per kind."""
+    config = ctx.config
+    raw_dir = config.raw_dir.rstrip("/")
+    customers = shop.customers(ctx.spark, config)
+    skus = shop.catalog(ctx.spark, config)
+    lines = shop.order_lines(customers, skus, config)
+    with ctx.step("plan order lines") as step:
+        sales_lines = lines.count()
+        browse_per_user = shop.browse_events_per_user(config, sales_lines)
+        step.update(order_lines=sales_lines, browse_events_per_user=round(browse_per_user, 1))
+    tables, dirt = write_raw_tables(ctx, {
+        "products": shop.products(skus),
+        "orders": shop.orders(lines, config),
+        "events": shop.events(customers, skus, lines, config, browse_per_user),
+    }, raw_dir)
+    tables |= write_truth(ctx, {
         TRUTH_SEGMENTS: shop.truth_segments(customers),
         TRUTH_BUNDLES: shop.truth_bundles(skus, config),
         TRUTH_SKU_DEMAND: shop.truth_sku_demand(skus, config),
         TRUTH_PROMOTIONS: shop.truth_promotions(skus, config),
-    }
-    for ref, frame in truth.items():
-        with ctx.step(f"write {ref}") as step:
-            rows = frame.count()
-            # no bundles / no promotions is a valid (configured) truth
-            ctx.lakehouse.overwrite(frame, ref, allow_empty=True)
-            tables[str(ref)] = rows
-            step.update(rows=rows)
-
+    })
     metrics = {f"dirt.{kind}": dirt[kind] for kind in sorted(dirt)}
     ctx.run.log_metrics({"rows.order_lines": sales_lines,
                          **{f"rows.{name.replace('/', '.')}": rows for name, rows in tables.items()},

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 from pyspark import StorageLevel
@@ -35,7 +35,15 @@ from shopai_spark.recommend.config import AlsConfig
 from shopai_spark.recommend.indexing import build_index, to_ids, to_indices
 from shopai_spark.recommend.split import split
 from shopai_spark.recommend.topn import collect_item_factors, recommend_all, similar_items
-from shopai_spark.recommend.train import best_trial, evaluate_popularity, evaluation_set, fit, tune
+from shopai_spark.recommend.train import (
+    EvalSet,
+    Trial,
+    best_trial,
+    evaluate_popularity,
+    evaluation_set,
+    fit,
+    tune,
+)
 from shopai_spark.runtime import JobContext, JobSummary
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, RETURNS
 from shopai_spark.tables import EmptyOutputError, Lakehouse, TableRef, TableWrite, with_run_metadata
@@ -115,50 +123,69 @@ def decay_reference(config: AlsConfig, frames: list[tuple[DataFrame, str]]) -> d
     return max((t for t in latest if t is not None), default=None)
 
 
+@dataclass
+class ShopTables:
+    """What a shop source reads: valid events (None unless the source uses events), orders and their
+    lines (None when absent), returns (when subtracted), the known-user frames, the input tables
+    and the rejected events."""
+
+    events: DataFrame | None = None
+    orders: DataFrame | None = None
+    lines: DataFrame | None = None
+    returns: DataFrame | None = None
+    known: list[DataFrame] = field(default_factory=list)
+    inputs: list[TableRef] = field(default_factory=list)
+    rejected: dict[str, DataFrame] = field(default_factory=dict)
+
+
+def read_shop_tables(ctx: JobContext) -> ShopTables:
+    """The silver tables ``als.source`` needs (MissingTableError names a missing one) and those
+    that give known users, purchases and guests whatever the source."""
+    config, lake = ctx.config, ctx.lakehouse
+    check_shop_tables(lake, config.source)
+    shop = ShopTables()
+    if lake.exists(EVENTS.ref):
+        raw = lake.read(EVENTS.ref)
+        shop.known.append(_user_ids(raw))
+        shop.inputs.append(EVENTS.ref)
+        if config.source != "orders":
+            shop.events, shop.rejected[str(EVENTS.ref)] = split_valid(raw, fb.event_rules(config.event_weights))
+    if lake.exists(ORDERS.ref):
+        shop.orders = lake.read(ORDERS.ref)
+        shop.known.append(_user_ids(shop.orders))
+        shop.inputs.append(ORDERS.ref)
+        if lake.exists(ORDER_ITEMS.ref):
+            shop.lines = fb.order_lines(lake.read(ORDER_ITEMS.ref), shop.orders)
+            shop.inputs.append(ORDER_ITEMS.ref)
+    if config.source != "events" and config.subtract_returns and lake.exists(RETURNS.ref):
+        shop.returns = lake.read(RETURNS.ref)
+        shop.inputs.append(RETURNS.ref)
+    return shop
+
+
 def read_shop_feedback(ctx: JobContext) -> Feedback:
     """``als.source`` events, orders or events+orders → :class:`Feedback`. Known users are the
     customers of silver.events and silver.orders (whichever exist); the order lines, when both order
     tables exist, give ``purchased`` and the guest count whatever the source."""
-    config, lake = ctx.config, ctx.lakehouse
-    check_shop_tables(lake, config.source)
-    known: list[DataFrame] = []
-    inputs: list[TableRef] = []
-    rejected: dict[str, DataFrame] = {}
-    events = orders = lines = None
-    if lake.exists(EVENTS.ref):
-        raw = lake.read(EVENTS.ref)
-        known.append(_user_ids(raw))
-        inputs.append(EVENTS.ref)
-        if config.source != "orders":
-            events, rejected[str(EVENTS.ref)] = split_valid(raw, fb.event_rules(config.event_weights))
-    if lake.exists(ORDERS.ref):
-        orders = lake.read(ORDERS.ref)
-        known.append(_user_ids(orders))
-        inputs.append(ORDERS.ref)
-        if lake.exists(ORDER_ITEMS.ref):
-            lines = fb.order_lines(lake.read(ORDER_ITEMS.ref), orders)
-            inputs.append(ORDER_ITEMS.ref)
+    config = ctx.config
+    shop = read_shop_tables(ctx)
     use_orders = config.source != "events"
-    timed = [(events, "event_ts")] if events is not None else []
+    timed = [(shop.events, "event_ts")] if shop.events is not None else []
     if use_orders:
-        timed.append((orders, "order_ts"))
+        timed.append((shop.orders, "order_ts"))
     reference = decay_reference(config, timed)
     # no reference (none configured, no timestamp found) means the inputs have no row: nothing to decay
     half_life = config.half_life_days if reference is not None else None
     parts: dict[str, DataFrame] = {}
-    if events is not None:
-        parts["events"] = fb.weighted_events(events, config.event_weights, half_life, reference)
+    if shop.events is not None:
+        parts["events"] = fb.weighted_events(shop.events, config.event_weights, half_life, reference)
     if use_orders:
-        returns = None
-        if config.subtract_returns and lake.exists(RETURNS.ref):
-            returns = lake.read(RETURNS.ref)
-            inputs.append(RETURNS.ref)
-        parts["orders"] = fb.ordered_items(lines, returns, config.order_quantity_weight, config.order_weight,
-                                           half_life, reference)
-    guests = None if lines is None else lines.where("guest").count()
-    purchased = None if lines is None else fb.purchased_items(lines)
-    known_users = functools.reduce(DataFrame.unionByName, known).distinct()
-    return Feedback(parts, rejected, known_users, inputs, purchased, guests)
+        parts["orders"] = fb.ordered_items(shop.lines, shop.returns, config.order_quantity_weight,
+                                           config.order_weight, half_life, reference)
+    guests = None if shop.lines is None else shop.lines.where("guest").count()
+    purchased = None if shop.lines is None else fb.purchased_items(shop.lines)
+    known_users = functools.reduce(DataFrame.unionByName, shop.known).distinct()
+    return Feedback(parts, shop.rejected, known_users, shop.inputs, purchased, guests)
 
 
 def read_feedback(ctx: JobContext) -> Feedback:
@@ -318,79 +345,115 @@ def source_line(rows: int, from_source: dict[str, int], guest_order_lines: int |
     return line if guest_order_lines is None else f"{line}; guest order lines skipped: {guest_order_lines:,}"
 
 
+@dataclass
+class Indexed:
+    """Interactions with dense ids: ``interactions`` (user_idx, item_idx, rating, ts), the id maps
+    ``users`` (user_id, user_idx) and ``items`` (item_id, item_idx); all persisted."""
+
+    interactions: DataFrame
+    users: DataFrame
+    items: DataFrame
+
+    def unpersist(self) -> None:
+        for frame in (self.interactions, self.users, self.items):
+            frame.unpersist()
+
+
+def validated_interactions(ctx: JobContext, metrics: dict[str, float]) -> tuple[Feedback, DataFrame, dict[str, int]]:
+    """Read the configured source, quarantine what breaks the rules, combine the parts into one
+    interaction per (user_id, item_id). Returns (feedback, interactions, rows per source);
+    EmptyInputError (previous outputs kept) when no valid interaction is left."""
+    config = ctx.config
+    feedback = read_feedback(ctx)
+    ctx.run.log_input_versions(ctx.lakehouse, feedback.inputs)
+    quarantined = quarantine_rejected(ctx.lakehouse, feedback.rejected, ctx.job, ctx.run.run_id)
+    metrics.update({f"quarantined.{k}": v for k, v in quarantined.items()})
+    interactions, from_source = combine_parts(feedback.parts)
+    metrics.update({f"interactions_from_{name}": n for name, n in from_source.items()})
+    if feedback.guest_order_lines is not None:
+        metrics["guest_order_lines_skipped"] = feedback.guest_order_lines
+    metrics["interactions"] = rows = interactions.count()
+    if rows == 0:
+        guests = ("" if feedback.guest_order_lines is None
+                  else f"; guest order lines skipped: {feedback.guest_order_lines:,}")
+        hint = _orders_hint(ctx.lakehouse, config.source) if config.source == "events" else ""
+        raise EmptyInputError(f"als: no valid interaction in source {config.source!r} "
+                              f"(quarantined: {quarantined or 'none'}{guests}){hint}; previous outputs kept")
+    return feedback, interactions, from_source
+
+
+def index_ids(interactions: DataFrame, test: DataFrame | None, metrics: dict[str, float]) -> Indexed:
+    """Dense user and item numbers over the interactions and a fixed test set (if any)."""
+    every = interactions if test is None else interactions.unionByName(test)
+    users = build_index(every, "user_id", "user_idx").persist(StorageLevel.MEMORY_AND_DISK)
+    items = build_index(every, "item_id", "item_idx").persist(StorageLevel.MEMORY_AND_DISK)
+    indexed = to_indices(interactions, users, items).persist(StorageLevel.MEMORY_AND_DISK)
+    metrics.update({"users": users.count(), "items": items.count()})
+    return Indexed(indexed, users, items)
+
+
+def tune_and_compare(ctx: JobContext, ids: Indexed, test: DataFrame | None,
+                     metrics: dict[str, float]) -> tuple[Trial, list[Trial], dict[str, float], EvalSet]:
+    """Split (or take the fixed test set), fit every grid trial, pick the best, score the
+    popularity baseline on the same data. Returns (best, trials, baseline metrics, data)."""
+    config = ctx.config
+    train, held_out = (ids.interactions, to_indices(test, ids.users, ids.items)) if test is not None \
+        else split(ids.interactions, config)
+    data = evaluation_set(train, held_out, config)
+    trials = tune(config, data, ctx.run)
+    best = best_trial(trials, config)
+    baseline = evaluate_popularity(data, config)
+    metrics.update({f"test_{k}": v for k, v in best.metrics.items() if v is not None})
+    metrics.update({f"popularity_{k}": v for k, v in baseline.items() if v is not None})
+    if baseline.get("ndcg_at_k"):
+        metrics["ndcg_lift_vs_popularity"] = best.metrics["ndcg_at_k"] / baseline["ndcg_at_k"] - 1.0
+    ctx.run.log_params({f"als.best.{k}": v for k, v in asdict(best.params).items()}
+                       | {"als.best.trial_run_id": best.run_id, "als.trials": len(trials)})
+    return best, trials, baseline, data
+
+
 def run(ctx: JobContext) -> JobSummary:
     """Train, evaluate and write recommendations (see module docstring)."""
     config = ctx.config
     metrics: dict[str, float] = {}
     with ctx.step("read + validate feedback") as step:
-        feedback = read_feedback(ctx)
-        ctx.run.log_input_versions(ctx.lakehouse, feedback.inputs)
-        quarantined = quarantine_rejected(ctx.lakehouse, feedback.rejected, ctx.job, ctx.run.run_id)
-        metrics.update({f"quarantined.{k}": v for k, v in quarantined.items()})
-        interactions, from_source = combine_parts(feedback.parts)
-        metrics.update({f"interactions_from_{name}": n for name, n in from_source.items()})
-        if feedback.guest_order_lines is not None:
-            metrics["guest_order_lines_skipped"] = feedback.guest_order_lines
-        rows = interactions.count()
-        if rows == 0:
-            guests = ("" if feedback.guest_order_lines is None
-                      else f"; guest order lines skipped: {feedback.guest_order_lines:,}")
-            hint = _orders_hint(ctx.lakehouse, config.source) if config.source == "events" else ""
-            raise EmptyInputError(f"als: no valid interaction in source {config.source!r} "
-                                  f"(quarantined: {quarantined or 'none'}{guests}){hint}; previous outputs kept")
-        step.update(interactions=rows, **{f"from_{name}": n for name, n in from_source.items()},
-                    quarantined=sum(quarantined.values()))
-        if feedback.guest_order_lines is not None:
-            step.update(guest_order_lines_skipped=feedback.guest_order_lines)
-
+        feedback, interactions, from_source = validated_interactions(ctx, metrics)
+        step.update(interactions=int(metrics["interactions"]), **{f"from_{n}": c for n, c in from_source.items()})
     with ctx.step("index ids") as step:
-        every = interactions if feedback.test is None else interactions.unionByName(feedback.test)
-        users = build_index(every, "user_id", "user_idx").persist(StorageLevel.MEMORY_AND_DISK)
-        items = build_index(every, "item_id", "item_idx").persist(StorageLevel.MEMORY_AND_DISK)
-        indexed = to_indices(interactions, users, items).persist(StorageLevel.MEMORY_AND_DISK)
-        metrics.update({"interactions": rows, "users": users.count(), "items": items.count()})
+        ids = index_ids(interactions, feedback.test, metrics)
         step.update(users=int(metrics["users"]), items=int(metrics["items"]))
-
     with ctx.step("split + tune") as step:
-        train, test = ((indexed, to_indices(feedback.test, users, items)) if feedback.test is not None
-                       else split(indexed, config))
-        data = evaluation_set(train, test, config)
-        trials = tune(config, data, ctx.run)
-        best = best_trial(trials, config)
-        baseline = evaluate_popularity(data, config)
-        metrics.update({f"test_{k}": v for k, v in best.metrics.items() if v is not None})
-        metrics.update({f"popularity_{k}": v for k, v in baseline.items() if v is not None})
-        if baseline.get("ndcg_at_k"):
-            metrics["ndcg_lift_vs_popularity"] = best.metrics["ndcg_at_k"] / baseline["ndcg_at_k"] - 1.0
-        ctx.run.log_params({f"als.best.{k}": v for k, v in asdict(best.params).items()}
-                           | {"als.best.trial_run_id": best.run_id, "als.trials": len(trials)})
+        best, trials, baseline, data = tune_and_compare(ctx, ids, feedback.test, metrics)
         step.update(trials=len(trials), best=best.params, metric=best.metrics.get(config.selection_metric))
-
     with ctx.step("final model") as step:
-        model = fit(indexed, config, best.params) if config.refit_full else best.model
+        model = fit(ids.interactions, config, best.params) if config.refit_full else best.model
         data.unpersist()
         step.update(refit=config.refit_full)
-
     with ctx.step("top-N + similar items") as step:
-        outputs = build_outputs(ctx, model, indexed, users, items, feedback.known_users, feedback.purchased)
+        outputs = build_outputs(ctx, model, ids.interactions, ids.users, ids.items, feedback.known_users,
+                                feedback.purchased)
         metrics["fallback_share"] = outputs.counts["fallback_users"] / max(outputs.counts["recommended_users"], 1)
         step.update(**outputs.counts)
-
     with ctx.step("write gold") as step:
         write_outputs(ctx, outputs)
-        model_uri, version = log_model(ctx, model, indexed)
+        model_uri, version = log_model(ctx, model, ids.interactions)
         step.update(model=model_uri, version=version)
-
     table = metric_table(best.metrics, baseline)
     ctx.run.log_metrics(metrics)
     ctx.run.log_table(table, "metrics_vs_popularity")
     lines = [f"  mode={config.mode} source={config.source} split={config.split if feedback.test is None else 'fixed'} "
              f"best={best.params} model={model_uri} version={version}",
-             source_line(rows, from_source, feedback.guest_order_lines)]
-    lines += ["  " + line for line in table.to_string(index=False, float_format="{:.4f}".format).splitlines()]
-    lines += sample_lines(outputs.recommendations, indexed)
-    for frame in (outputs.recommendations, outputs.similar, indexed, users, items, interactions):
+             source_line(int(metrics["interactions"]), from_source, feedback.guest_order_lines),
+             *("  " + line for line in table.to_string(index=False, float_format="{:.4f}".format).splitlines()),
+             *sample_lines(outputs.recommendations, ids.interactions)]
+    for frame in (outputs.recommendations, outputs.similar, interactions):
         frame.unpersist()
+    ids.unpersist()
+    return summarize(ctx, outputs, metrics, lines)
+
+
+def summarize(ctx: JobContext, outputs: Outputs, metrics: dict[str, float], lines: list[str]) -> JobSummary:
+    """Rows per gold table, the headline metrics and ``lines``."""
     shown = ("test_ndcg_at_k", "popularity_ndcg_at_k", "test_rmse", "popularity_rmse", "fallback_share")
     return JobSummary(job=ctx.job, run_id=ctx.run.run_id,
                       tables={str(USER_RECOMMENDATIONS): outputs.counts["recommendation_rows"],

@@ -23,30 +23,21 @@ from dataclasses import dataclass
 
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from shopai_spark.errors import InputError
 from shopai_spark.quality import quarantine_rejected
 from shopai_spark.runtime import JobContext, JobSummary
-from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS, TRUTH_SEGMENTS
+from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS
 from shopai_spark.segment import features as feats
-from shopai_spark.segment import model as km
-from shopai_spark.segment.config import ALL_FEATURES, EVENT_FEATURES, SegmentsConfig
-from shopai_spark.segment.metrics import adjusted_rand_index_df
-from shopai_spark.segment.profiles import (
-    PROSPECT_ID,
-    PROSPECT_NAME,
-    name_segment,
-    profile,
-    stable_ids,
-    unique_names,
-)
-from shopai_spark.segment.scaling import model_features, preprocessing_stages, scaler_of, transform_rows
-from shopai_spark.segment.select_k import CURVES, choose_k, evaluate_k, plot_curve
+from shopai_spark.segment.config import ALL_FEATURES, EVENT_FEATURES
+from shopai_spark.segment.fitting import assign, fit_with_ids, prospects, select_k
+from shopai_spark.segment.profiles import profile
+from shopai_spark.segment.scaling import model_features
 from shopai_spark.tables import EmptyOutputError, TableRef, TableWrite, with_run_metadata
-from shopai_spark.tracking import JobRun, load_spark_model
+from shopai_spark.tracking import load_spark_model
 
 log = logging.getLogger(__name__)
 
@@ -54,79 +45,6 @@ CUSTOMER_SEGMENTS = TableRef("gold", "customer_segments")
 SEGMENT_PROFILES = TableRef("gold", "segment_profiles")
 SEGMENT_MIGRATIONS = TableRef("gold", "segment_migrations")
 MODEL_TAG = "segments_model_uri"
-SEGMENT_COLUMNS = ("user_id", "segment_id", "segment_name", "distance_to_centroid", *ALL_FEATURES)
-
-
-# ---------------------------------------------------------------------------------------------
-# fitting (used by the job and by bench/bench_segments.py)
-
-
-def select_k(customers: DataFrame, rows: int, features: Sequence[str], config: SegmentsConfig,
-             run: JobRun) -> tuple[int, pd.DataFrame | None]:
-    """k from config, or measured on a sample of at most ``config.selection_sample`` customers
-    (cost and silhouette for k_min..k_max, logged as a table and two PNG curves)."""
-    if config.k is not None:
-        return config.k, None
-    sample = customers
-    if rows > config.selection_sample:
-        sample = customers.sample(fraction=config.selection_sample / rows, seed=config.seed)
-    scaled = (Pipeline(stages=preprocessing_stages(features)).fit(sample).transform(sample)
-              .select(km.FEATURES_COL).persist(StorageLevel.MEMORY_AND_DISK))
-    sample_rows = scaled.count()
-    ks = range(config.k_min, min(config.k_max, sample_rows - 1) + 1)
-    if not ks:
-        raise ValueError(f"segments: {sample_rows} customers in the sample are too few for k >= {config.k_min}")
-    table = evaluate_k(scaled, ks, config)
-    scaled.unpersist()
-    k = choose_k(table, config.silhouette_tolerance)
-    run.log_table(table, "k_selection")
-    for column in CURVES:
-        run.log_figure(plot_curve(table, column, k), f"k_selection_{column}")
-    return k, table
-
-
-def previous_centroids(previous: pd.DataFrame | None, model: PipelineModel) -> dict[int, list[float]] | None:
-    """Previous run's segment centroids (original units, from gold.segment_profiles) mapped through
-    ``model``'s scaler; None when there is no usable previous profile."""
-    features = model_features(model)
-    if previous is None or not set(features) <= set(previous.columns):
-        return None
-    fitted = previous[previous["segment_id"] != PROSPECT_ID].dropna(subset=features)
-    if fitted.empty:
-        return None
-    scaled = transform_rows(fitted[features].to_numpy(), features, scaler_of(model))
-    return dict(zip(fitted["segment_id"].astype(int), scaled, strict=True))
-
-
-def fit_with_ids(customers: DataFrame, features: Sequence[str], k: int, config: SegmentsConfig,
-                 previous: pd.DataFrame | None) -> tuple[PipelineModel, km.FitResult]:
-    """Fit scaler + K-Means, then give clusters stable ids (see profiles.py) and names; returns the
-    pipeline with the id/name mapping stage appended, and the fit result."""
-    result = km.fit(customers, features, k, config)
-    by_cluster = profile(result.model.transform(customers), features, by=(km.CLUSTER_COL,))
-    clusters = by_cluster[km.CLUSTER_COL].astype(int).tolist()
-    if sorted(clusters) != list(range(k)):
-        raise RuntimeError(f"segments: K-Means left empty clusters ({len(clusters)} of {k} used); lower k")
-    new = transform_rows(by_cluster[list(features)].to_numpy(), features, scaler_of(result.model))
-    monetary = by_cluster["monetary"] if "monetary" in features else by_cluster["customers"]
-    ids = dict(zip(clusters, stable_ids(new, previous_centroids(previous, result.model), monetary.tolist()),
-                   strict=True))
-    centers = km.centers(result.model)
-    names = unique_names({ids[c]: name_segment(centers[c], features) for c in range(k)})
-    return km.with_segment_map(result.model, {c: (ids[c], names[ids[c]]) for c in range(k)}), result
-
-
-def assign(model: PipelineModel, customers: DataFrame) -> DataFrame:
-    """Customers with orders → SEGMENT_COLUMNS, by a fitted pipeline with the mapping stage."""
-    scored = km.with_distance(model.transform(customers), km.centers(model))
-    return scored.select(*SEGMENT_COLUMNS)
-
-
-def prospects(customers: DataFrame) -> DataFrame:
-    """Customers without orders → SEGMENT_COLUMNS in segment 0 (no distance)."""
-    return customers.select(
-        "user_id", F.lit(PROSPECT_ID).alias("segment_id"), F.lit(PROSPECT_NAME).alias("segment_name"),
-        F.lit(None).cast("double").alias("distance_to_centroid"), *ALL_FEATURES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,9 +133,14 @@ def _rows(table: pd.DataFrame) -> list[tuple]:
 
 @dataclass
 class Outputs:
+    """The three gold frames (``segments``: ``fitting.SEGMENT_COLUMNS``), plus profiles and migrations as the
+    pandas tables they were built from (for MLflow and the summary)."""
+
     segments: DataFrame
     profiles: DataFrame
     migrations: DataFrame
+    profile_table: pd.DataFrame
+    migration_table: pd.DataFrame
 
 
 def write_outputs(ctx: JobContext, outputs: Outputs) -> None:
@@ -227,102 +150,137 @@ def write_outputs(ctx: JobContext, outputs: Outputs) -> None:
     ctx.lakehouse.overwrite_all([TableWrite(with_run_metadata(frame, ctx.run.run_id), ref) for frame, ref in plan])
 
 
+@dataclass
+class Customers:
+    """The features step's result: every customer's features (persisted), those with orders, the
+    reference date and the guest counts."""
+
+    features: DataFrame
+    with_orders: DataFrame
+    count: int
+    reference: dt.date
+    guests: dict[str, int]
+
+
+def validate_inputs(ctx: JobContext, metrics: dict[str, float]) -> tuple[feats.Inputs, list[str], list[str]]:
+    """Read the inputs, refuse a model that needs a feature this shop cannot give, quarantine bad
+    rows. Returns (valid inputs, features unavailable here, notes)."""
+    used = ctx.require_inputs([ORDERS.ref, ORDER_ITEMS.ref, RETURNS.ref], optional=[PRODUCTS.ref, EVENTS.ref])
+    inputs, notes = read_inputs(ctx, used)
+    for note in notes:
+        log.info("segments: %s", note)
+    unavailable = feats.unavailable_features(inputs)
+    if ctx.config.mode == "fit":
+        require_features(ctx.config.features, unavailable, notes)
+    valid, rejected = feats.split_inputs(inputs)
+    quarantined = quarantine_rejected(ctx.lakehouse, rejected, ctx.job, ctx.run.run_id, "silver.")
+    metrics.update({f"quarantined.{k}": v for k, v in quarantined.items()})
+    return valid, unavailable, notes
+
+
+def customer_features(ctx: JobContext, valid: feats.Inputs, metrics: dict[str, float]) -> Customers:
+    """Per-customer features at the reference date (``segments.reference_date`` or the day after
+    the last order); EmptyOutputError when no customer has an order."""
+    config = ctx.config
+    reference = (dt.date.fromisoformat(config.reference_date) if config.reference_date
+                 else feats.default_reference_date(valid.orders))
+    guests = feats.guest_counts(valid, reference)
+    features = feats.customer_features(valid, reference).persist(StorageLevel.MEMORY_AND_DISK)
+    counts = features.agg(F.count(F.lit(1)).alias("customers"),
+                          F.sum(F.col("has_orders").cast("int")).alias("with_orders"),
+                          F.sum(F.col("monetary_clamped").cast("int")).alias("clamped")).first()
+    with_orders = int(counts["with_orders"] or 0)
+    if with_orders == 0:
+        raise EmptyOutputError(f"segments: no customer has an order before {reference}; previous outputs kept")
+    metrics.update({"customers": counts["customers"], "customers_with_orders": with_orders,
+                    "prospects": counts["customers"] - with_orders, "monetary_clamped": counts["clamped"] or 0,
+                    **guests})
+    ctx.run.log_params({"segments.reference_date_used": reference.isoformat()})
+    return Customers(features, features.filter("has_orders"), int(counts["customers"]), reference, guests)
+
+
+def fit_model(ctx: JobContext, customers: Customers, metrics: dict[str, float]) -> tuple[PipelineModel, str | None]:
+    """Choose k (or take ``segments.k``), fit with stable ids against the previous profiles, log
+    the model. Returns (model, its MLflow URI)."""
+    config = ctx.config
+    k, table = select_k(customers.with_orders, int(metrics["customers_with_orders"]), config.features, config,
+                        ctx.run)
+    if table is not None:
+        metrics["silhouette"] = float(table.loc[table["k"] == k, "silhouette"].iloc[0])
+    previous = ctx.lakehouse.read(SEGMENT_PROFILES).toPandas() if ctx.lakehouse.exists(SEGMENT_PROFILES) else None
+    model, result = fit_with_ids(customers.with_orders, config.features, k, config, previous)
+    metrics.update({"k": k, "kmeans_iterations": result.iterations, "kmeans_converged": int(result.converged),
+                    "kmeans_cost": result.cost})
+    if not result.converged:
+        log.warning("K-Means stopped at max_iter=%d before converging (tol=%g)", config.max_iter, config.tol)
+    return model, log_model(ctx, model)
+
+
+def load_model(ctx: JobContext, unavailable: Sequence[str], notes: Sequence[str]) -> tuple[PipelineModel, str]:
+    """Score mode: the logged model (``segments.model_uri`` or the latest fit run's)."""
+    model_uri = latest_model_uri(ctx)
+    model = load_spark_model(ctx.spark, model_uri)
+    require_features(model_features(model), unavailable, notes)
+    ctx.run.log_params({"segments.model_uri_used": model_uri})
+    return model, model_uri
+
+
+def assign_and_profile(ctx: JobContext, model: PipelineModel, customers: Customers) -> Outputs:
+    """Segments for every customer (prospects: segment 0), their profiles and the migrations
+    against the current gold table, as the three frames to write."""
+    segments = assign(model, customers.with_orders).unionByName(
+        prospects(customers.features.filter(~F.col("has_orders")))).persist(StorageLevel.MEMORY_AND_DISK)
+    profiles = profile(segments, ALL_FEATURES)
+    moved = migrations(ctx, segments)
+    return Outputs(
+        segments=segments,
+        profiles=ctx.spark.createDataFrame(
+            _rows(profiles), "segment_id INT, segment_name STRING, customers BIGINT, share DOUBLE, "
+            + ", ".join(f"{f} DOUBLE" for f in ALL_FEATURES)),
+        migrations=ctx.spark.createDataFrame(_rows(moved), "from_segment INT, to_segment INT, customers BIGINT"),
+        profile_table=profiles, migration_table=moved)
+
+
 def run(ctx: JobContext) -> JobSummary:
     """Segment customers (see module docstring) and return the profile table as summary lines."""
-    config = ctx.config
-    ctx.run.set_tags({"segments_mode": config.mode})
-    used = ctx.require_inputs([ORDERS.ref, ORDER_ITEMS.ref, RETURNS.ref], optional=[PRODUCTS.ref, EVENTS.ref])
+    ctx.run.set_tags({"segments_mode": ctx.config.mode})
     metrics: dict[str, float] = {}
-
     with ctx.step("validate inputs") as step:
-        inputs, notes = read_inputs(ctx, used)
-        for note in notes:
-            log.info("segments: %s", note)
-        unavailable = feats.unavailable_features(inputs)
-        if config.mode == "fit":
-            require_features(config.features, unavailable, notes)
-        valid, rejected = feats.split_inputs(inputs)
-        quarantined = quarantine_rejected(ctx.lakehouse, rejected, ctx.job, ctx.run.run_id, "silver.")
-        metrics.update({f"quarantined.{k}": v for k, v in quarantined.items()})
-        step.update(quarantined=sum(quarantined.values()))
-
+        valid, unavailable, notes = validate_inputs(ctx, metrics)
+        step.update(quarantined=sum(v for k, v in metrics.items() if k.startswith("quarantined.")))
     with ctx.step("features") as step:
-        reference = (dt.date.fromisoformat(config.reference_date) if config.reference_date
-                     else feats.default_reference_date(valid.orders))
-        guests = feats.guest_counts(valid, reference)
-        features = feats.customer_features(valid, reference).persist(StorageLevel.MEMORY_AND_DISK)
-        counts = features.agg(F.count(F.lit(1)).alias("customers"),
-                              F.sum(F.col("has_orders").cast("int")).alias("with_orders"),
-                              F.sum(F.col("monetary_clamped").cast("int")).alias("clamped")).first()
-        customers = features.filter("has_orders")
-        with_orders = int(counts["with_orders"] or 0)
-        if with_orders == 0:
-            raise EmptyOutputError(f"segments: no customer has an order before {reference}; previous outputs kept")
-        metrics.update({"customers": counts["customers"], "customers_with_orders": with_orders,
-                        "prospects": counts["customers"] - with_orders, "monetary_clamped": counts["clamped"] or 0,
-                        **guests})
-        ctx.run.log_params({"segments.reference_date_used": reference.isoformat()})
-        step.update(customers=int(counts["customers"]), with_orders=with_orders, reference_date=reference, **guests)
-
-    if config.mode == "fit":
-        with ctx.step("choose k") as step:
-            k, table = select_k(customers, with_orders, config.features, config, ctx.run)
-            if table is not None:
-                metrics["silhouette"] = float(table.loc[table["k"] == k, "silhouette"].iloc[0])
-            step.update(k=k)
-        with ctx.step("fit K-Means") as step:
-            previous = ctx.lakehouse.read(SEGMENT_PROFILES).toPandas() if ctx.lakehouse.exists(SEGMENT_PROFILES) \
-                else None
-            model, result = fit_with_ids(customers, config.features, k, config, previous)
-            metrics.update({"k": k, "kmeans_iterations": result.iterations, "kmeans_converged": int(result.converged),
-                            "kmeans_cost": result.cost})
-            if not result.converged:
-                log.warning("K-Means stopped at max_iter=%d before converging (tol=%g)", config.max_iter, config.tol)
-            model_uri = log_model(ctx, model)
-            step.update(iterations=result.iterations, converged=result.converged, model=model_uri)
-    else:
-        with ctx.step("load model") as step:
-            model_uri = latest_model_uri(ctx)
-            model = load_spark_model(ctx.spark, model_uri)
-            require_features(model_features(model), unavailable, notes)
-            ctx.run.log_params({"segments.model_uri_used": model_uri})
-            step.update(model=model_uri)
-
+        customers = customer_features(ctx, valid, metrics)
+        step.update(customers=customers.count, with_orders=int(metrics["customers_with_orders"]),
+                    reference_date=customers.reference, **customers.guests)
+    with ctx.step("choose k + fit K-Means" if ctx.config.mode == "fit" else "load model") as step:
+        model, model_uri = (fit_model(ctx, customers, metrics) if ctx.config.mode == "fit"
+                            else load_model(ctx, unavailable, notes))
+        step.update(k=metrics.get("k"), model=model_uri)
     with ctx.step("assign + profile") as step:
-        segments = assign(model, customers).unionByName(prospects(features.filter(~F.col("has_orders"))))
-        segments = segments.persist(StorageLevel.MEMORY_AND_DISK)
-        profiles = profile(segments, ALL_FEATURES)
-        moved = migrations(ctx, segments)
-        if ctx.lakehouse.exists(TRUTH_SEGMENTS):
-            truth = ctx.lakehouse.read(TRUTH_SEGMENTS).select("user_id", F.col("segment_id").alias("truth"))
-            metrics["truth_ari"] = adjusted_rand_index_df(segments.join(truth, "user_id"), "segment_id", "truth")
-        step.update(segments=len(profiles), migration_rows=len(moved))
-
+        outputs = assign_and_profile(ctx, model, customers)
+        step.update(segments=len(outputs.profile_table), migration_rows=len(outputs.migration_table))
     with ctx.step("write gold") as step:
-        outputs = Outputs(
-            segments=segments,
-            profiles=ctx.spark.createDataFrame(
-                _rows(profiles), "segment_id INT, segment_name STRING, customers BIGINT, share DOUBLE, "
-                + ", ".join(f"{f} DOUBLE" for f in ALL_FEATURES)),
-            migrations=ctx.spark.createDataFrame(_rows(moved), "from_segment INT, to_segment INT, customers BIGINT"),
-        )
         write_outputs(ctx, outputs)
-        step.update(customers=int(counts["customers"]))
-
+        step.update(customers=customers.count)
     ctx.run.log_metrics(metrics)
-    ctx.run.log_table(profiles, "segment_profiles")
-    ctx.run.log_table(moved, "segment_migrations")
-    segments.unpersist()
-    features.unpersist()
+    ctx.run.log_table(outputs.profile_table, "segment_profiles")
+    ctx.run.log_table(outputs.migration_table, "segment_migrations")
+    outputs.segments.unpersist()
+    customers.features.unpersist()
+    return summarize(ctx, customers, outputs, metrics, model_uri, notes)
 
+
+def summarize(ctx: JobContext, customers: Customers, outputs: Outputs, metrics: dict[str, float],
+              model_uri: str | None, notes: Sequence[str]) -> JobSummary:
+    """Table counts, k / silhouette / convergence, and the profile table as lines."""
+    profiles, guests = outputs.profile_table, customers.guests
     summary = JobSummary(job=ctx.job, run_id=ctx.run.run_id,
-                         tables={str(CUSTOMER_SEGMENTS): int(counts["customers"]),
-                                 str(SEGMENT_PROFILES): len(profiles), str(SEGMENT_MIGRATIONS): len(moved)},
-                         metrics={k: float(v) for k, v in metrics.items()
-                                  if k in ("k", "silhouette", "kmeans_converged", "truth_ari")})
+                         tables={str(CUSTOMER_SEGMENTS): customers.count, str(SEGMENT_PROFILES): len(profiles),
+                                 str(SEGMENT_MIGRATIONS): len(outputs.migration_table)},
+                         metrics={k: float(v) for k, v in metrics.items() if k in ("k", "silhouette", "kmeans_converged")})
     shown = profiles[["segment_id", "segment_name", "customers", "share", "recency_days", "frequency",
                       "monetary", "avg_order_value", "views", "tenure_days"]]
-    summary.lines.append(f"  mode={config.mode} reference_date={reference} model={model_uri}")
+    summary.lines.append(f"  mode={ctx.config.mode} reference_date={customers.reference} model={model_uri}")
     summary.lines.append(f"  guest checkouts left out of the customers: {guests['guest_orders_skipped']} orders, "
                          f"{guests['guest_returns_skipped']} returns")
     summary.lines += [f"  {note}" for note in notes]
