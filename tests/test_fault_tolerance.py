@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 def run_with_injected_failure(master: str, tmp_path, mlflow_store) -> subprocess.CompletedProcess:
     sets = [*base_overrides(tmp_path, mlflow_store), "spark.shuffle_partitions=2", "spark.driver_memory=1g"]
-    args = ["--conf", str(LOCAL_CONF), *[a for s in sets for a in ("--set", s)]]
+    args = ["--conf", str(LOCAL_CONF), "--verbose", *[a for s in sets for a in ("--set", s)]]
     return subprocess.run([sys.executable, str(ROOT / "tests" / "fault_injection_run.py"), master, *args],
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
