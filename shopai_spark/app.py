@@ -131,5 +131,5 @@ def run_entry_point(name: str, args: argparse.Namespace, body: Callable[[AppConf
 
 def main(name: str, argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jobs/<name>.py`` (see :func:`run_entry_point` for the exit codes)."""
-    args = runtime.parse_args(name, argv)
+    args = runtime.job_parser(f"jobs/{name}.py", f"shopai_spark {name} job").parse_args(argv)
     return run_entry_point(name, args, lambda config, spark: print(run_job(name, config, spark).render(), flush=True))

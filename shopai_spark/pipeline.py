@@ -7,16 +7,15 @@ where the lakehouse and the MLflow store are and how to open the MLflow UI.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
-from shopai_spark.app import JOBS, AppConfig, load_config, run_entry_point, run_job
+from shopai_spark.app import JOBS, AppConfig, run_entry_point, run_job
 from shopai_spark.config import ConfigError
-from shopai_spark.runtime import JobSummary, add_console_args
+from shopai_spark.runtime import JobSummary, job_parser
 from shopai_spark.session import get_spark
 
 
@@ -63,18 +62,17 @@ def closing_summary(config: AppConfig) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jobs/pipeline.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--conf", default="conf/local.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser = job_parser("jobs/pipeline.py", __doc__.splitlines()[0])
     parser.add_argument("--steps", help=f"comma-separated subset of {','.join(JOBS)}")
-    add_console_args(parser)
     args = parser.parse_args(argv)
     try:
         steps = chosen_steps(args.steps.split(",") if args.steps else None)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    code = run_entry_point("pipeline", args, lambda config, spark: run_pipeline(config, steps, spark))
-    if code == 0:
-        print(closing_summary(load_config(args.conf, args.overrides)))
-    return code
+
+    def pipeline(config: AppConfig, spark: SparkSession) -> None:
+        run_pipeline(config, steps, spark)
+        print(closing_summary(config), flush=True)
+
+    return run_entry_point("pipeline", args, pipeline)

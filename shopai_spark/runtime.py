@@ -99,20 +99,18 @@ class Job:
     section: str
 
 
-def parse_args(job: str, argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"jobs/{job}.py", description=f"shopai_spark {job} job")
+def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The arguments every entry point takes: ``--conf``, repeatable ``--set key=value``,
+    ``--verbose`` and ``--log-dir`` (where Spark, Ivy and MLflow output goes, see
+    :mod:`~shopai_spark.console`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--conf", default="conf/local.yaml", help="YAML config file (default: %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set als.rank=32 (repeatable)")
-    add_console_args(parser)
-    return parser.parse_args(argv)
-
-
-def add_console_args(parser: argparse.ArgumentParser) -> None:
-    """``--verbose`` and ``--log-dir``: where Spark, Ivy and MLflow output goes (see :mod:`~shopai_spark.console`)."""
     parser.add_argument("--verbose", action="store_true",
                         help="Spark, Ivy and MLflow output on the console instead of the log file")
     parser.add_argument("--log-dir", default="logs", help="folder of the log file (default: %(default)s)")
+    return parser
 
 
 def run_job(job: Job, config: Any, platform: PlatformConfig, spark: SparkSession | None = None) -> JobSummary:
