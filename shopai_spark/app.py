@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -29,6 +29,7 @@ from shopai_spark.config import (
     TrackingConfig,
     build,
     read_config,
+    setting,
 )
 from shopai_spark.console import quiet_console, verbose_console
 from shopai_spark.demand.config import DemandConfig
@@ -52,15 +53,23 @@ log = logging.getLogger("shopai_spark")
 class AppConfig:
     """The whole configuration: the platform sections and one section per job."""
 
-    spark: SparkConfig = field(default_factory=SparkConfig)
-    lakehouse: LakehouseConfig = field(default_factory=LakehouseConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    als: AlsConfig = field(default_factory=AlsConfig)
-    fpgrowth: FpGrowthConfig = field(default_factory=FpGrowthConfig)
-    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
-    demand: DemandConfig = field(default_factory=DemandConfig)
+    spark: SparkConfig = setting(factory=SparkConfig, doc="the session: how to get a SparkSession")
+    lakehouse: LakehouseConfig = setting(
+        factory=LakehouseConfig, doc="the lakehouse: where Delta tables live")
+    tracking: TrackingConfig = setting(
+        factory=TrackingConfig, doc="MLflow: tracking store, model registry and experiment")
+    generate: GenerateConfig = setting(
+        factory=GenerateConfig, doc="section of the synthetic shop generator (``jobs/generate_data.py``)")
+    ingest: IngestConfig = setting(
+        factory=IngestConfig, doc="section of the ingest job (``jobs/ingest.py``): the raw sources and the "
+                                  "validation knobs")
+    als: AlsConfig = setting(factory=AlsConfig, doc="section of the recommendations job (``jobs/als.py``)")
+    fpgrowth: FpGrowthConfig = setting(
+        factory=FpGrowthConfig, doc="section of the association-rules job (``jobs/fpgrowth.py``)")
+    segments: SegmentsConfig = setting(
+        factory=SegmentsConfig, doc="section of the customer-segments job (``jobs/segments.py``)")
+    demand: DemandConfig = setting(
+        factory=DemandConfig, doc="section of the per-SKU demand features job (``jobs/demand_features.py``)")
 
     @property
     def platform(self) -> PlatformConfig:

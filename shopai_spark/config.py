@@ -25,6 +25,18 @@ class ConfigError(ValueError):
     """A configuration problem; the message names the offending key."""
 
 
+def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, doc: str) -> Any:
+    """A config dataclass field whose meaning ``doc`` is kept in ``metadata["doc"]`` (the configuration
+    reference in README.md is generated from it).
+
+    Takes the field's ``default`` or a ``factory`` building it (a callable, for mutable defaults and
+    sections), not both; neither makes the key required. Returns the :func:`dataclasses.field`.
+    """
+    if default is not dataclasses.MISSING and factory is not dataclasses.MISSING:
+        raise TypeError("setting() takes a default or a factory, not both")
+    return field(default=default, default_factory=factory, metadata={"doc": doc})
+
+
 @dataclass(frozen=True)
 class SparkConfig:
     """How to get a SparkSession.
@@ -40,15 +52,21 @@ class SparkConfig:
     ``log_level`` is Spark's log level (``spark.log.level``). ``conf`` holds any extra Spark settings.
     """
 
-    remote: str | None = None
-    master: str | None = "local[2]"
-    app_name: str = "shopai_spark"
-    shuffle_partitions: int = 8
-    ui_enabled: bool = True
-    driver_memory: str = "4g"
-    checkpoint_dir: str | None = "checkpoints"
-    log_level: str = "WARN"
-    conf: dict[str, str] = field(default_factory=dict)
+    remote: str | None = setting(None, doc="Spark Connect server (like ``sc://host:15002``); set: a Spark "
+                                           "Connect session on that server, which brings Delta (an active "
+                                           "session, Databricks or notebook, is always reused)")
+    master: str | None = setting("local[2]", doc="master (like ``local[2]``) of a local session with Delta "
+                                                 "jars resolved by pip/Ivy, when ``remote`` is null; both "
+                                                 "null: let ``spark-submit --master`` decide")
+    app_name: str = setting("shopai_spark", doc="name of the Spark application")
+    shuffle_partitions: int = setting(8, doc="sets spark.sql.shuffle.partitions")
+    ui_enabled: bool = setting(True, doc="turns the local Spark UI on or off")
+    driver_memory: str = setting("4g", doc="the local driver's heap (all of Spark in local mode)")
+    checkpoint_dir: str | None = setting(
+        "checkpoints", doc="becomes ``spark.checkpoint.dir`` of a session this project starts (ALS truncates "
+                           "its lineage there); a reused or Connect session keeps the server's own setting")
+    log_level: str = setting("WARN", doc="Spark's log level (``spark.log.level``)")
+    conf: dict[str, str] = setting(factory=dict, doc="any extra Spark settings (name → value)")
 
 
 @dataclass(frozen=True)
@@ -59,9 +77,12 @@ class LakehouseConfig:
     ``catalog`` set instead: table is ``<catalog>.<schema_prefix><layer>.<name>`` (Unity Catalog).
     """
 
-    root: str | None = "lakehouse"
-    catalog: str | None = None
-    schema_prefix: str = ""  # catalog mode: schema name prefix (`dev_` → dev_bronze, dev_silver, dev_gold)
+    root: str | None = setting("lakehouse", doc="set: table ``<layer>/<name>`` is the path "
+                                                "``<root>/<layer>/<name>`` (local folder or URI)")
+    catalog: str | None = setting(None, doc="set instead of root: table ``<layer>/<name>`` is "
+                                            "``<catalog>.<schema_prefix><layer>.<name>`` (Unity Catalog)")
+    schema_prefix: str = setting("", doc="catalog mode: schema name prefix (`dev_` → dev_bronze, dev_silver, "
+                                         "dev_gold)")
 
 
 @dataclass(frozen=True)
@@ -74,20 +95,26 @@ class TrackingConfig:
     ``experiment``: the experiment name. ``enabled``: false runs jobs without MLflow.
     """
 
-    tracking_uri: str = "sqlite:///mlflow.db"
-    registry_uri: str | None = None
-    artifact_location: str | None = "mlruns"
-    experiment: str = "shopai_spark"
-    enabled: bool = True
+    tracking_uri: str = setting(
+        "sqlite:///mlflow.db", doc="the MLflow tracking store (``sqlite:///mlflow.db``, ``http://…``, "
+                                   "``databricks``)")
+    registry_uri: str | None = setting(None, doc="the model registry; null = the tracking store")
+    artifact_location: str | None = setting(
+        "mlruns", doc="where a new experiment stores artifacts (a local folder or URI); null = the server's "
+                      "default")
+    experiment: str = setting("shopai_spark", doc="the MLflow experiment name")
+    enabled: bool = setting(True, doc="false runs jobs without MLflow")
 
 
 @dataclass(frozen=True)
 class PlatformConfig:
     """The settings every job shares: the session, the lakehouse and MLflow."""
 
-    spark: SparkConfig = field(default_factory=SparkConfig)
-    lakehouse: LakehouseConfig = field(default_factory=LakehouseConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    spark: SparkConfig = setting(factory=SparkConfig, doc="the session: how to get a SparkSession")
+    lakehouse: LakehouseConfig = setting(
+        factory=LakehouseConfig, doc="the lakehouse: where Delta tables live")
+    tracking: TrackingConfig = setting(
+        factory=TrackingConfig, doc="MLflow: tracking store, model registry and experiment")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,17 +4,13 @@ dataclasses and kept in README.md between markers.
     python -m shopai_spark.config_reference          # rewrite the README section
     python -m shopai_spark.config_reference --check  # exit 1 when the README is out of date
 
-The meaning of a key is, first, the trailing comment on its field's line in the class source
-(``name: type = default  # meaning``), continued by the comment-only lines below it that are indented
-deeper than the field; else the sentence of its class docstring that names it (````key````); else the
-class docstring's first line.
+The meaning of a key is its field's ``metadata["doc"]``, given by :func:`shopai_spark.config.setting`
+(``name: type = setting(default, doc="meaning")``); a field without one is an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import re
 import sys
 import typing
 from pathlib import Path
@@ -26,32 +22,13 @@ END = "<!-- config-reference:end -->"
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def _sentences(doc: str) -> list[str]:
-    text = " ".join(line.strip() for line in doc.split("\n"))
-    return [s.strip() for s in re.split(r"(?<=[.;])\s+(?=[A-Z`(*])", text) if s.strip()]
-
-
-def _comment(cls: type, name: str) -> str | None:
-    """The trailing ``# comment`` of field ``name`` in the source of ``cls`` plus its continuation
-    lines (comment-only lines indented deeper than the field), or None."""
-    lines = inspect.getsource(cls).splitlines()
-    for i, line in enumerate(lines):
-        field_line = re.match(rf"(\s+){name}\s*:[^#]*#\s*(.*)$", line)
-        if field_line:
-            parts = [field_line[2]]
-            for more in lines[i + 1:]:
-                comment = re.match(r"(\s+)#\s*(.*)$", more)
-                if not comment or len(comment[1]) <= len(field_line[1]):
-                    break
-                parts.append(comment[2])
-            return " ".join(parts).strip()
-    return None
-
-
-def _meaning(cls: type, name: str) -> str:
-    doc = typing.cast(str, cls.__doc__ or "")
-    text = _comment(cls, name) or next((s for s in _sentences(doc) if f"``{name}``" in s), None)
-    return (text or (doc.strip().splitlines() or [""])[0]).replace("``", "`").replace("|", "\\|")
+def _meaning(cls: type, f: dataclasses.Field) -> str:
+    """The doc of field ``f`` of ``cls`` as Markdown table text; raises ValueError when it has none."""
+    doc = f.metadata.get("doc")
+    if not isinstance(doc, str) or not doc.strip():
+        raise ValueError(f"config field {cls.__name__}.{f.name} has no doc: declare it with "
+                         f"setting(..., doc=\"meaning\") (shopai_spark.config.setting)")
+    return " ".join(doc.split()).replace("``", "`").replace("|", "\\|")
 
 
 def _type_name(tp: typing.Any) -> str:
@@ -81,6 +58,7 @@ def rows(cls: type = AppConfig, prefix: str = "", default_obj: typing.Any = None
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
+        meaning = _meaning(cls, f)  # every field, a nested section's too, must have a doc
         value = getattr(default_obj, f.name) if default_obj is not None else _default(f)
         tp = hints[f.name]
         section = _optional_section(tp)
@@ -88,11 +66,11 @@ def rows(cls: type = AppConfig, prefix: str = "", default_obj: typing.Any = None
             out += rows(tp, key + ".", value)
         elif section is not None:
             shown = "null" if value is None else "(section)"
-            out.append((key, "section or null", shown, _meaning(cls, f.name)))
+            out.append((key, "section or null", shown, meaning))
             out += rows(section, key + ".", value)
         else:
             shown = "null" if value is None else repr(value) if isinstance(value, str) else str(value)
-            out.append((key, _type_name(tp), shown.replace("|", "\\|"), _meaning(cls, f.name)))
+            out.append((key, _type_name(tp), shown.replace("|", "\\|"), meaning))
     return out
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import pytest
 
 from shopai_spark.app import AppConfig, load_config, main
@@ -77,3 +80,32 @@ def test_readme_configuration_reference_is_generated_from_the_classes():
     text = README.read_text()
     assert updated_readme(text) == text, "run: .venv/bin/python -m shopai_spark.config_reference"
     assert "| `spark.master` |" in text and "| `ingest.cancellation_prefix` |" in text
+
+
+def _config_classes(cls: type) -> list[type]:
+    """``cls`` and every config dataclass reachable from its fields (nested and optional sections)."""
+    found = [cls]
+    for tp in typing.get_type_hints(cls).values():
+        for candidate in (tp, *typing.get_args(tp)):
+            if dataclasses.is_dataclass(candidate) and candidate not in found:
+                found += [c for c in _config_classes(candidate) if c not in found]
+    return found
+
+
+def test_every_config_field_has_a_doc():
+    classes = _config_classes(AppConfig)
+    assert {"SparkConfig", "SourceConfig", "IngestConfig", "AlsConfig", "DemandConfig"} <= {c.__name__ for c in classes}
+    undocumented = [f"{cls.__name__}.{f.name}" for cls in classes for f in dataclasses.fields(cls)
+                    if not str(f.metadata.get("doc", "")).strip()]
+    assert undocumented == [], f"declare {undocumented} with shopai_spark.config.setting(..., doc=...)"
+
+
+def test_configuration_reference_rejects_a_field_without_a_doc():
+    from shopai_spark.config_reference import rows
+
+    @dataclasses.dataclass(frozen=True)
+    class Undocumented:
+        size: int = 1
+
+    with pytest.raises(ValueError, match=r"Undocumented\.size has no doc"):
+        rows(Undocumented)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
+from shopai_spark.config import setting
+
 # Thresholds are used as exact fractions of their decimal text (0.8 → 4/5); a bounded denominator
 # keeps the integer comparisons well inside DECIMAL(38, 0).
 MAX_THRESHOLD_DENOMINATOR = 10**12
@@ -34,20 +36,30 @@ class FpGrowthConfig:
     (at most) in the scatter plot; ``summary_rules`` rules printed in the job summary.
     """
 
-    min_support: float = 0.01  # (0, 1]: an itemset is frequent when count >= ceil(min_support x baskets)
-    min_confidence: float = 0.3  # [0, 1]: a rule is kept when joint_count / antecedent_count >= this
-    num_partitions: int | None = None  # FP-Growth numPartitions (>= 1); null = the input's partitions
-    level: Literal["sku", "category"] = "sku"
-    min_basket_size: int = 1  # baskets with fewer distinct items are counted and left out (>= 1)
-    max_basket_size: int = 50  # baskets with more distinct items (B2B outliers) are counted and left out
-    window_start: str | None = None  # start of the order window (YYYY-MM-DD, inclusive); null = unbounded
-    window_end: str | None = None  # end of the order window (YYYY-MM-DD, exclusive); null = unbounded
-    window_days: int | None = None  # last N days up to the latest order (>= 1); excludes window_start/end
-    max_itemsets: int = 100_000  # guard: stop before mining when more frequent itemsets are estimated
-    fbt_top_k: int = 10  # companions per item in gold.frequently_bought_together (>= 1)
-    top_rules: int = 200  # best rules by lift in the MLflow artifact top_rules.csv (>= 1)
-    plot_rules: int = 5_000  # rules (a random sample, at most) in the support/confidence scatter plot
-    summary_rules: int = 10  # best rules by lift printed in the job summary (>= 1)
+    min_support: float = setting(0.01, doc="(0, 1]: an itemset is frequent when "
+                                           "count >= ceil(min_support x baskets)")
+    min_confidence: float = setting(0.3, doc="[0, 1]: a rule is kept when "
+                                             "joint_count / antecedent_count >= this")
+    num_partitions: int | None = setting(None, doc="FP-Growth numPartitions (>= 1); null = the input's "
+                                                   "partitions")
+    level: Literal["sku", "category"] = setting(
+        "sku", doc="mine SKUs, or categories (SKU → silver.products.category)")
+    min_basket_size: int = setting(1, doc="baskets with fewer distinct items are counted and left out (>= 1)")
+    max_basket_size: int = setting(50, doc="baskets with more distinct items (B2B outliers) are counted and "
+                                           "left out")
+    window_start: str | None = setting(None, doc="start of the order window (YYYY-MM-DD, inclusive); "
+                                                 "null = unbounded")
+    window_end: str | None = setting(None, doc="end of the order window (YYYY-MM-DD, exclusive); "
+                                               "null = unbounded")
+    window_days: int | None = setting(None, doc="last N days up to the latest order (>= 1); excludes "
+                                                "window_start/end")
+    max_itemsets: int = setting(100_000, doc="guard: stop before mining when more frequent itemsets are "
+                                             "estimated")
+    fbt_top_k: int = setting(10, doc="companions per item in gold.frequently_bought_together (>= 1)")
+    top_rules: int = setting(200, doc="best rules by lift in the MLflow artifact top_rules.csv (>= 1)")
+    plot_rules: int = setting(5_000, doc="rules (a random sample, at most) in the support/confidence scatter "
+                                         "plot")
+    summary_rules: int = setting(10, doc="best rules by lift printed in the job summary (>= 1)")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_support <= 1.0:

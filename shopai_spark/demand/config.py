@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
+
+from shopai_spark.config import setting
 
 # Holidays of the default config: New Year, Christmas and Boxing Day 2022..2026 (replace with the
 # shop's own calendar in conf/*.yaml).
@@ -49,42 +51,56 @@ class DemandConfig:
     ``service_level``.
     """
 
-    mode: Literal["full", "incremental"] = "full"  # full: rebuild the table; incremental: recompute the last
-                                                   # incremental_days days and replace those rows
-    start_date: str | None = None
-    end_date: str | None = None  # last panel day (YYYY-MM-DD); null = the latest order day; later orders are
-                                 # left out and counted
-    incremental_days: int = 35  # incremental mode: days recomputed up to end_date (> horizon; >= days since
-                                # the last run + horizon - 1)
-    delist_after_days: int = 91  # a SKU's panel ends this many days after its last sale or event (delisted)
-    lags: list[int] = field(default_factory=lambda: [1, 7, 14, 28])  # k: units_lag_<k>, units k days earlier
-    rolling_windows: list[int] = field(default_factory=lambda: [7, 28, 91])  # units mean/std/min/max/sum
-                                                                             # over each w past days
-    ewm_alpha: float = 0.3  # (0, 1): smoothing factor of units_ewm (exponentially weighted mean of units)
-    ewm_window: int = 28  # units_ewm is truncated to this many past days
-    zero_share_windows: list[int] = field(default_factory=lambda: [28, 91])  # w: zero_share_<w>, share of the
-                                                                             # w past days without units
-    price_window: int = 28  # p: price_mean_<p>, the mean daily price of the p past days, and price_rel_<p>
-    promo_reference_days: int = 91  # past days giving price (the latest) and the reference (highest) price
-    promo_discount_threshold: float = 0.1  # (0, 1): promo_flag when 1 - price / reference price >= this
-    promotions_table: str | None = None  # `layer.name` (sku, start_date, end_date, discount) setting
-                                         # promo_discount / promo_flag; null = inferred from prices
-    holidays: list[str] = field(default_factory=lambda: list(DEFAULT_HOLIDAYS))  # holidays (YYYY-MM-DD) for
-                                                                                 # is_holiday and
-                                                                                 # days_to_next_holiday
-    stockout_rate_window: int = 28  # likely_stockout: past days from which a zero run's probability is judged
-    stockout_max_probability: float = 0.01  # (0, 1): likely_stockout when the zero run's Poisson and
-                                            # empirical chances are both below this
-    horizon: int = 7  # target_1..target_<horizon>: target_h = units on the row's day and the h - 1 days after
-    forecast: bool = True  # evaluate the seasonal-naive and GBT forecasts; write gold.inventory_signals
-    lead_time_days: int = 7  # L, <= horizon: forecasts predict target_L; also the inventory lead time
-    holdout_days: int = 28  # forecast dates in the hold-out (the last ones with a known target)
-    service_level: float = 0.95  # (0, 1): cycle service level; safety stock = its normal z x the error std
-    gbt_max_iter: int = 30  # GBTRegressor trees (maxIter, >= 1)
-    gbt_max_depth: int = 5  # GBTRegressor tree depth (maxDepth, >= 1)
-    max_train_rows: int = 500_000  # GBT training rows are sampled down to about this many
-    seed: int = 42  # seed of the GBT and of its training sample
-    demo_sku: str | None = None  # SKU shown in the job summary; null = most units in the last 28 days
+    mode: Literal["full", "incremental"] = setting(
+        "full", doc="full: rebuild the table; incremental: recompute the last incremental_days days and "
+                    "replace those rows")
+    start_date: str | None = setting(None, doc="first order day (YYYY-MM-DD); earlier orders are left out "
+                                               "and counted; null = no lower bound")
+    end_date: str | None = setting(None, doc="last panel day (YYYY-MM-DD); null = the latest order day; "
+                                             "later orders are left out and counted")
+    incremental_days: int = setting(35, doc="incremental mode: days recomputed up to "
+                                            "end_date (> horizon; >= days since the last run + horizon - 1)")
+    delist_after_days: int = setting(91, doc="a SKU's panel ends this many days after its last sale or event "
+                                             "(delisted)")
+    lags: list[int] = setting(factory=lambda: [1, 7, 14, 28], doc="k: units_lag_<k>, units k days earlier")
+    rolling_windows: list[int] = setting(
+        factory=lambda: [7, 28, 91], doc="units mean/std/min/max/sum over each w past days")
+    ewm_alpha: float = setting(0.3, doc="(0, 1): smoothing factor of units_ewm (exponentially weighted mean "
+                                        "of units)")
+    ewm_window: int = setting(28, doc="units_ewm is truncated to this many past days")
+    zero_share_windows: list[int] = setting(
+        factory=lambda: [28, 91], doc="w: zero_share_<w>, share of the w past days without units")
+    price_window: int = setting(28, doc="p: price_mean_<p>, the mean daily price of the p past days, and "
+                                        "price_rel_<p>")
+    promo_reference_days: int = setting(91, doc="past days giving price (the latest) and the reference "
+                                                "(highest) price")
+    promo_discount_threshold: float = setting(0.1, doc="(0, 1): promo_flag when 1 - price / reference "
+                                                       "price >= this")
+    promotions_table: str | None = setting(None, doc="`layer.name` (sku, start_date, end_date, discount) "
+                                                     "setting promo_discount / promo_flag; null = inferred "
+                                                     "from prices")
+    holidays: list[str] = setting(
+        factory=lambda: list(DEFAULT_HOLIDAYS),
+        doc="holidays (YYYY-MM-DD) for is_holiday and days_to_next_holiday")
+    stockout_rate_window: int = setting(28, doc="likely_stockout: past days from which a zero run's "
+                                                "probability is judged")
+    stockout_max_probability: float = setting(0.01, doc="(0, 1): likely_stockout when the zero run's Poisson "
+                                                        "and empirical chances are both below this")
+    horizon: int = setting(7, doc="target_1..target_<horizon>: target_h = units on the row's day and the "
+                                  "h - 1 days after")
+    forecast: bool = setting(True, doc="evaluate the seasonal-naive and GBT forecasts; write "
+                                       "gold.inventory_signals")
+    lead_time_days: int = setting(7, doc="L, <= horizon: forecasts predict target_L; also the inventory lead "
+                                         "time")
+    holdout_days: int = setting(28, doc="forecast dates in the hold-out (the last ones with a known target)")
+    service_level: float = setting(0.95, doc="(0, 1): cycle service level; safety stock = its normal z x the "
+                                             "error std")
+    gbt_max_iter: int = setting(30, doc="GBTRegressor trees (maxIter, >= 1)")
+    gbt_max_depth: int = setting(5, doc="GBTRegressor tree depth (maxDepth, >= 1)")
+    max_train_rows: int = setting(500_000, doc="GBT training rows are sampled down to about this many")
+    seed: int = setting(42, doc="seed of the GBT and of its training sample")
+    demo_sku: str | None = setting(None, doc="SKU shown in the job summary; null = most units in the last 28 "
+                                             "days")
 
     def __post_init__(self) -> None:
         _check_date("start_date", self.start_date)

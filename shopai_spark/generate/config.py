@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from shopai_spark.config import setting
+
 
 @dataclass(frozen=True)
 class GenerateConfig:
@@ -24,21 +26,30 @@ class GenerateConfig:
     few days later. ``files_per_table`` is the number of files written per raw table.
     """
 
-    users: int = 2_000  # number of customers (>= 1)
-    skus: int = 300  # number of products (>= 1)
-    categories: int = 12  # number of product categories, 1..skus (SKU index i is in category i % categories)
-    brands: int = 40  # number of brands; each SKU gets one at random (>= 1)
-    days: int = 365  # length of the order history in days, ending on end_date (>= 1)
-    end_date: str = "2024-06-30"  # last day of the order history (YYYY-MM-DD)
-    events_per_user: int = 40  # mean behaviour events per customer: order funnels + browsing (>= 1)
-    bundles: int = 8  # planted co-purchase bundles of 2-3 SKUs, 0..skus / 3 (0: none)
-    bundle_rate: float = 0.25  # probability (0..1) that an order also contains one whole bundle
-    dirt_share: float = 0.0
-    seed: int = 42
-    raw_dir: str = "data/raw"
-    files_per_table: int = 2
-    promo_lift: float = 2.0
-    cancel_rate: float = 0.02
+    users: int = setting(2_000, doc="number of customers (>= 1)")
+    skus: int = setting(300, doc="number of products (>= 1)")
+    categories: int = setting(12, doc="number of product categories, 1..skus (SKU index i is in category "
+                                      "i % categories)")
+    brands: int = setting(40, doc="number of brands; each SKU gets one at random (>= 1)")
+    days: int = setting(365, doc="length of the order history in days, ending on end_date (>= 1)")
+    end_date: str = setting("2024-06-30", doc="last day of the order history (YYYY-MM-DD)")
+    events_per_user: int = setting(40, doc="mean behaviour events per customer: order "
+                                           "funnels + browsing (>= 1)")
+    bundles: int = setting(8, doc="planted co-purchase bundles of 2-3 SKUs, 0..skus / 3 (0: none)")
+    bundle_rate: float = setting(0.25, doc="probability (0..1) that an order also contains one whole bundle")
+    dirt_share: float = setting(0.0, doc="share (0..0.5) of raw rows made dirty (nulls, bad timestamps, "
+                                         "negative quantities, unknown event types, duplicates); 0 writes "
+                                         "clean files")
+    seed: int = setting(42, doc="random seed: same seed → same files")
+    raw_dir: str = setting("data/raw", doc="folder receiving ``events/`` (JSON lines), ``orders/`` (CSV in "
+                                           "an Online-Retail layout: InvoiceNo, StockCode, Description, "
+                                           "Quantity, InvoiceDate, UnitPrice, CustomerID, Country) and "
+                                           "``products/`` (CSV); ground truth goes to bronze Delta tables "
+                                           "``truth_*``")
+    files_per_table: int = setting(2, doc="number of files written per raw table (>= 1)")
+    promo_lift: float = setting(2.0, doc="promotions multiply a SKU's demand by this (>= 1)")
+    cancel_rate: float = setting(0.02, doc="share (0..0.2) of orders that get a cancellation invoice "
+                                           "(``C<InvoiceNo>``, negative quantities) a few days later")
 
     def __post_init__(self) -> None:
         for name in ("users", "skus", "categories", "brands", "days", "events_per_user", "files_per_table"):

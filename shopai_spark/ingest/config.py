@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Literal
+
+from shopai_spark.config import setting
 
 
 @dataclass(frozen=True)
@@ -24,19 +26,23 @@ class SourceConfig:
     numbers lose a zero fraction (``17850.0`` → ``17850``).
     """
 
-    path: str  # file, folder or glob of the export (required)
-    format: Literal["csv", "json", "xlsx", "parquet"] = "csv"  # csv (header row), json (JSON lines), xlsx, parquet
-    columns: dict[str, str] = field(default_factory=dict)  # canonical name → export column name; canonical
-                                                           # names not listed are read under their own name
-    timestamp_format: str | None = None  # Spark datetime pattern of event_ts / order_ts; ISO-8601 also accepted
-    csv_delimiter: str = ","  # field separator (csv only)
-    quote: str = '"'  # quote character (csv only)
-    escape: str | None = None  # escape character inside quotes (csv); null = doubled quotes (RFC 4180)
-    multiline: bool = True  # quoted csv fields may span lines
-    encoding: str = "UTF-8"  # character encoding (csv and json)
-    unwrap_quoted_lines: bool = True  # a csv line wrapped whole in quotes is read as the line inside
-    sheet: str | None = None  # xlsx: worksheet name; null = the first sheet
-    normalize_ids: list[str] = field(default_factory=list)  # canonical id columns: 17850.0 → 17850
+    path: str = setting(doc="file, folder or glob of the export (required)")
+    format: Literal["csv", "json", "xlsx", "parquet"] = setting(
+        "csv", doc="csv (header row), json (JSON lines), xlsx, parquet")
+    columns: dict[str, str] = setting(factory=dict, doc="canonical name → export column name; canonical "
+                                                        "names not listed are read under their own name")
+    timestamp_format: str | None = setting(None, doc="Spark datetime pattern of event_ts / order_ts; "
+                                                     "ISO-8601 also accepted")
+    csv_delimiter: str = setting(",", doc="field separator (csv only)")
+    quote: str = setting('"', doc="quote character (csv only)")
+    escape: str | None = setting(None, doc="escape character inside quotes (csv); null = doubled quotes "
+                                           "(RFC 4180)")
+    multiline: bool = setting(True, doc="quoted csv fields may span lines")
+    encoding: str = setting("UTF-8", doc="character encoding (csv and json)")
+    unwrap_quoted_lines: bool = setting(True, doc="a csv line wrapped whole in quotes is read as the line "
+                                                  "inside")
+    sheet: str | None = setting(None, doc="xlsx: worksheet name; null = the first sheet")
+    normalize_ids: list[str] = setting(factory=list, doc="canonical id columns: 17850.0 → 17850")
 
     def __post_init__(self) -> None:
         for name in ("csv_delimiter", "quote"):
@@ -64,13 +70,23 @@ class IngestConfig:
     than this many days after now are quarantined.
     """
 
-    events: SourceConfig | None = field(default_factory=lambda: SourceConfig(path="data/raw/events", format="json"))
-    orders: SourceConfig | None = field(default_factory=lambda: SourceConfig(path="data/raw/orders", format="csv"))
-    products: SourceConfig | None = field(default_factory=lambda: SourceConfig(path="data/raw/products", format="csv"))
-    cancellation_prefix: str = "C"
-    order_ts_tolerance_minutes: float = 5.0  # lines of one order may differ in time by this much
-    min_ts: str = "2000-01-01"
-    max_future_days: int = 1
+    events: SourceConfig | None = setting(
+        factory=lambda: SourceConfig(path="data/raw/events", format="json"),
+        doc="raw source of the behaviour events; null = skipped")
+    orders: SourceConfig | None = setting(
+        factory=lambda: SourceConfig(path="data/raw/orders", format="csv"),
+        doc="raw source of the order lines; null = skipped")
+    products: SourceConfig | None = setting(
+        factory=lambda: SourceConfig(path="data/raw/products", format="csv"),
+        doc="raw source of the products; null = skipped (products are then derived from the order lines)")
+    cancellation_prefix: str = setting("C", doc="an order line whose ``order_id`` starts with it is a "
+                                                "cancellation/return and, with a negative quantity, goes to "
+                                                "silver.returns (quantity made positive), never into "
+                                                "silver.order_items")
+    order_ts_tolerance_minutes: float = setting(5.0, doc="lines of one order may differ in time by this much")
+    min_ts: str = setting("2000-01-01", doc="earlier timestamps are quarantined (YYYY-MM-DD)")
+    max_future_days: int = setting(1, doc="timestamps more than this many days after now are "
+                                          "quarantined (>= 0)")
 
     def __post_init__(self) -> None:
         if self.events is None and self.orders is None and self.products is None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
+
+from shopai_spark.config import setting
 
 GRID_KEYS = ("rank", "reg_param", "alpha", "max_iter")
 RANKING_METRICS = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate", "coverage")
@@ -31,60 +33,73 @@ class AlsConfig:
     combination is a trial (MLflow child run), the best on ``tune_metric`` wins.
     """
 
-    mode: Literal["implicit", "explicit"] = "implicit"
-    source: Literal["events", "orders", "events+orders", "ratings_table", "udata"] = "events"  # events
-        # (silver.events), orders (silver.order_items of customers' orders, net of returns), events+orders
-        # (both, summed per user and sku), ratings_table or udata (a MovieLens u.data file)
-    ratings_table: str = "silver.ratings"  # source=ratings_table: Delta table `layer.name` with
-                                           # user_id, item_id, rating[, ts]
-    ratings_path: str | None = None  # source=udata (required there): path of the u.data file
-    test_path: str | None = None  # ratings sources: a u.data file used as the test set; null = `split`
-    positive_threshold: float = 4.0  # ratings >= this: positives of weight 1 (implicit mode), relevant
-                                     # test items (explicit mode's ranking metrics)
-    event_weights: dict[str, float] = field(  # events, events+orders: weight per event_type (>= 0, one
-                                              # > 0), summed per user and item; other types are quarantined
-        default_factory=lambda: {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0})
-    order_weight: float = 5.0  # orders, events+orders: weight of one bought unit (> 0; on the scale of
-                               # event_weights), times order_quantity_weight and the decay
-    order_quantity_weight: Literal["log", "linear", "binary"] = "log"  # orders, events+orders: net
-        # units bought per user and sku → weight: log (1 + ln units: 480 units weigh 7.2, not 480),
-        # linear (units) or binary (1)
-    subtract_returns: bool = True  # orders, events+orders: subtract silver.returns per user and sku
-                                   # (net units <= 0: the pair is dropped)
-    half_life_days: float | None = None  # events and orders: weights x 0.5 ** (age_days / this), age of each
-                                         # event / of the latest order of the sku; null = no decay
-    reference_ts: str | None = None  # decay: "now" the age is measured from (ISO); null = the latest event
-                                     # or order of the source
+    mode: Literal["implicit", "explicit"] = setting(
+        "implicit", doc="``implicit`` (confidence weights, ALS implicitPrefs) or ``explicit`` (ratings)")
+    source: Literal["events", "orders", "events+orders", "ratings_table", "udata"] = setting(
+        "events", doc="events (silver.events), orders (silver.order_items of customers' orders, net of "
+                      "returns), events+orders (both, summed per user and sku), ratings_table or udata (a "
+                      "MovieLens u.data file)")
+    ratings_table: str = setting("silver.ratings", doc="source=ratings_table: Delta table `layer.name` with "
+                                                       "user_id, item_id, rating[, ts]")
+    ratings_path: str | None = setting(None, doc="source=udata (required there): path of the u.data file")
+    test_path: str | None = setting(None, doc="ratings sources: a u.data file used as the test set; "
+                                              "null = `split`")
+    positive_threshold: float = setting(4.0, doc="ratings >= this: positives of weight 1 (implicit mode), "
+                                                 "relevant test items (explicit mode's ranking metrics)")
+    event_weights: dict[str, float] = setting(
+        factory=lambda: {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
+        doc="events, events+orders: weight per event_type (>= 0, one > 0), summed per user and item; other "
+            "types are quarantined")
+    order_weight: float = setting(5.0, doc="orders, events+orders: weight of one bought unit (> 0; on the "
+                                           "scale of event_weights), times order_quantity_weight and the "
+                                           "decay")
+    order_quantity_weight: Literal["log", "linear", "binary"] = setting(
+        "log", doc="orders, events+orders: net units bought per user and sku → weight: log (1 + ln units: "
+                   "480 units weigh 7.2, not 480), linear (units) or binary (1)")
+    subtract_returns: bool = setting(True, doc="orders, events+orders: subtract silver.returns per user and "
+                                               "sku (net units <= 0: the pair is dropped)")
+    half_life_days: float | None = setting(None, doc="events and orders: weights x 0.5 ** (age_days / this), "
+                                                     "age of each event / of the latest order of the sku; "
+                                                     "null = no decay")
+    reference_ts: str | None = setting(None, doc='decay: "now" the age is measured from (ISO); null = the '
+                                                 "latest event or order of the source")
     # split
-    split: Literal["time", "leave_last_k", "random"] = "leave_last_k"  # time (by ts), leave_last_k (each
-                                                                       # user's last leave_k) or random (hash)
-    test_fraction: float = 0.2  # (0, 1): test share of the random split and of the time split without cut-off
-    split_cutoff: str | None = None  # time split: ts >= this (ISO) is test; null = from test_fraction
-    leave_k: int = 1  # leave_last_k: latest interactions held out per user (users with <= leave_k: all train)
+    split: Literal["time", "leave_last_k", "random"] = setting(
+        "leave_last_k", doc="time (by ts), leave_last_k (each user's last leave_k) or random (hash)")
+    test_fraction: float = setting(0.2, doc="(0, 1): test share of the random split and of the time split "
+                                            "without cut-off")
+    split_cutoff: str | None = setting(None, doc="time split: ts >= this (ISO) is test; null = from "
+                                                 "test_fraction")
+    leave_k: int = setting(1, doc="leave_last_k: latest interactions held out per user (users "
+                                  "with <= leave_k: all train)")
     # model
-    rank: int = 10  # latent factors per user and item (>= 1)
-    reg_param: float = 0.15  # regularisation (ALS regParam, >= 0)
-    alpha: float = 10.0  # implicit mode: confidence scale of the weights (ALS alpha, >= 0)
-    max_iter: int = 15  # ALS iterations (maxIter, >= 1)
-    checkpoint_interval: int = 5  # checkpoint the lineage every N iterations (into spark.checkpoint_dir)
-    num_blocks: int = 4  # ALS numUserBlocks and numItemBlocks (>= 1)
-    grid: dict[str, list[float]] = field(default_factory=dict)  # values to try for rank, reg_param, alpha,
-                                                                # max_iter; every combination is a trial
-    tune_metric: str | None = None  # picks the best trial; implicit: precision_at_k, recall_at_k, ndcg_at_k,
-                                    # map_at_k, hit_rate, coverage; explicit: rmse, mae; null: ndcg_at_k/rmse
-    refit_full: bool = True  # refit the best parameters on all interactions; false = keep the trial's model
+    rank: int = setting(10, doc="latent factors per user and item (>= 1)")
+    reg_param: float = setting(0.15, doc="regularisation (ALS regParam, >= 0)")
+    alpha: float = setting(10.0, doc="implicit mode: confidence scale of the weights (ALS alpha, >= 0)")
+    max_iter: int = setting(15, doc="ALS iterations (maxIter, >= 1)")
+    checkpoint_interval: int = setting(5, doc="checkpoint the lineage every N iterations (into "
+                                              "spark.checkpoint_dir)")
+    num_blocks: int = setting(4, doc="ALS numUserBlocks and numItemBlocks (>= 1)")
+    grid: dict[str, list[float]] = setting(
+        factory=dict, doc="values to try for rank, reg_param, alpha, max_iter; every combination is a trial")
+    tune_metric: str | None = setting(None, doc="picks the best trial; implicit: precision_at_k, "
+                                                "recall_at_k, ndcg_at_k, map_at_k, hit_rate, coverage; "
+                                                "explicit: rmse, mae; null: ndcg_at_k/rmse")
+    refit_full: bool = setting(True, doc="refit the best parameters on all interactions; false = keep the "
+                                         "trial's model")
     # evaluation and outputs
-    k: int = 10  # cut-off of the ranking metrics (precision/recall/NDCG/MAP@k, hit rate, coverage)
-    top_n: int = 10  # recommendations per user in gold.user_recommendations
-    similar_m: int = 10  # similar items per item in gold.similar_items
-    exclude: Literal["purchased", "interacted", "none"] = "purchased"  # never recommended to a user:
-                                                                       # purchased (a purchase event, an
-                                                                       # order line of silver.order_items
-                                                                       # even if returned, or rated),
-                                                                       # interacted (also any event) or none
-    block_size: int = 1024  # users (or items) scored per numpy matrix product in the fast top-N
-    registered_model: str | None = "shopai_als"  # MLflow registered model name; null = log, don't register
-    seed: int = 42  # seed of ALS and of the random split
+    k: int = setting(10, doc="cut-off of the ranking metrics (precision/recall/NDCG/MAP@k, hit rate, "
+                             "coverage)")
+    top_n: int = setting(10, doc="recommendations per user in gold.user_recommendations")
+    similar_m: int = setting(10, doc="similar items per item in gold.similar_items")
+    exclude: Literal["purchased", "interacted", "none"] = setting(
+        "purchased", doc="never recommended to a user: purchased (a purchase event, an order line of "
+                         "silver.order_items even if returned, or rated), interacted (also any event) or "
+                         "none")
+    block_size: int = setting(1024, doc="users (or items) scored per numpy matrix product in the fast top-N")
+    registered_model: str | None = setting(
+        "shopai_als", doc="MLflow registered model name; null = log, don't register")
+    seed: int = setting(42, doc="seed of ALS and of the random split")
 
     def __post_init__(self) -> None:
         for name, value in self.event_weights.items():

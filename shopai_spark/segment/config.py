@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
+
+from shopai_spark.config import setting
 
 # Per-customer features (see docs/segment.md for their definitions), in model order.
 ALL_FEATURES = (
@@ -41,21 +43,32 @@ class SegmentsConfig:
     single k-means|| start can end in a poor local optimum.
     """
 
-    mode: Literal["fit", "score"] = "fit"
-    reference_date: str | None = None
-    features: list[str] = field(default_factory=lambda: list(MODEL_FEATURES))  # K-Means inputs (fit mode),
-                                                                               # any of ALL_FEATURES
-    k: int | None = None  # number of segments, 2..15; null = chosen from k_min..k_max by silhouette
-    k_min: int = 2  # smallest k tried when k is null (>= 2)
-    k_max: int = 8  # largest k tried when k is null (<= 15, at most the sampled customers - 1)
-    selection_sample: int = 20_000  # at most this many customers (a seeded sample) measure each k (>= 100)
-    silhouette_tolerance: float = 0.01  # [0, 1): the smallest k with silhouette >= best - this is taken
-    seed: int = 42  # seed of the selection sample; the K-Means fits use seed, seed + 1, ...
-    max_iter: int = 100  # K-Means iteration limit per fit (maxIter, >= 1)
-    tol: float = 1e-6  # K-Means convergence tolerance on the centres' movement (tol, >= 0)
-    init_steps: int = 2  # steps of the k-means|| initialisation (initSteps, >= 1)
-    n_init: int = 3  # K-Means fits per k (seeds seed, seed + 1, ...); the lowest cost is kept (>= 1)
-    model_uri: str | None = None  # score mode: MLflow model URI; null = the latest finished fit run's model
+    mode: Literal["fit", "score"] = setting("fit", doc="``fit`` (choose k, fit scaler + K-Means, log the "
+                                                       "model) or ``score`` (assign customers with the model "
+                                                       "at ``model_uri``, default: the latest finished fit "
+                                                       "run of this experiment)")
+    reference_date: str | None = setting(None, doc='the "as of" date of recency and tenure (``YYYY-MM-DD``); '
+                                                   "activity on or after it is left out; null = the day "
+                                                   "after the latest valid order")
+    features: list[str] = setting(
+        factory=lambda: list(MODEL_FEATURES),
+        doc="K-Means inputs (fit mode), any of ALL_FEATURES")
+    k: int | None = setting(None, doc="number of segments, 2..15; null = chosen from k_min..k_max by "
+                                      "silhouette")
+    k_min: int = setting(2, doc="smallest k tried when k is null (>= 2)")
+    k_max: int = setting(8, doc="largest k tried when k is null (<= 15, at most the sampled customers - 1)")
+    selection_sample: int = setting(20_000, doc="at most this many customers (a seeded sample) measure each "
+                                                "k (>= 100)")
+    silhouette_tolerance: float = setting(0.01, doc="[0, 1): the smallest k with silhouette >= best - this "
+                                                    "is taken")
+    seed: int = setting(42, doc="seed of the selection sample; the K-Means fits use seed, seed + 1, ...")
+    max_iter: int = setting(100, doc="K-Means iteration limit per fit (maxIter, >= 1)")
+    tol: float = setting(1e-6, doc="K-Means convergence tolerance on the centres' movement (tol, >= 0)")
+    init_steps: int = setting(2, doc="steps of the k-means|| initialisation (initSteps, >= 1)")
+    n_init: int = setting(3, doc="K-Means fits per k (seeds seed, seed + 1, ...); the lowest cost is "
+                                 "kept (>= 1)")
+    model_uri: str | None = setting(None, doc="score mode: MLflow model URI; null = the latest finished fit "
+                                              "run's model")
 
     def __post_init__(self) -> None:
         if self.reference_date is not None:
