@@ -13,6 +13,7 @@ DataFrame writer, so it runs the same on a classic session and on Spark Connect.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import re
@@ -28,7 +29,7 @@ from pyspark.sql import functions as F
 from shopai_spark.config import LakehouseConfig
 from shopai_spark.errors import EmptyOutputError, MissingTableError
 
-__all__ = ["EmptyOutputError", "Lakehouse", "TableRef", "TableWrite", "with_run_metadata"]
+__all__ = ["EmptyOutputError", "Lakehouse", "RowsFrom", "TableRef", "TableWrite", "with_run_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +123,17 @@ class Lakehouse:
             self.spark.sql(f"ALTER TABLE {self._sql_name(ref)} ADD CONSTRAINT {name} CHECK ({expr})")
 
     def overwrite(self, df: DataFrame, ref: TableRef, partition_by: Sequence[str] = (),
-                  replace_where: str | None = None, allow_empty: bool = False) -> int:
-        """Atomically replace the table (or the rows matching ``replace_where``) with ``df``.
+                  replace: RowsFrom | None = None, allow_empty: bool = False) -> int:
+        """Atomically replace the table (or only its rows in ``replace``, Delta's replaceWhere) with ``df``.
 
         Raises EmptyOutputError when ``df`` has no rows unless ``allow_empty``; the table then stays
         at its previous version. Returns the new table version.
         """
         if not allow_empty and df.isEmpty():
             raise EmptyOutputError(f"refusing to overwrite {ref} with an empty result; previous version kept")
-        writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", replace_where is None)
-        if replace_where is not None:
-            writer = writer.option("replaceWhere", replace_where)
+        writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", replace is None)
+        if replace is not None:
+            writer = writer.option("replaceWhere", replace.predicate())
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         if self.uses_paths:
@@ -170,7 +171,7 @@ class Lakehouse:
         (:meth:`restored_on_failure`)."""
         with self.restored_on_failure([w.ref for w in writes]):
             for w in writes:
-                self.overwrite(w.frame, w.ref, partition_by=w.partition_by, replace_where=w.replace_where)
+                self.overwrite(w.frame, w.ref, partition_by=w.partition_by, replace=w.replace)
 
     @contextmanager
     def restored_on_failure(self, refs: Sequence[TableRef]) -> Iterator[None]:
@@ -197,14 +198,34 @@ class Lakehouse:
 
 
 @dataclass(frozen=True)
+class RowsFrom:
+    """The rows of a table whose ``column`` is at least ``start`` (a date or an integer): the slice an
+    incremental overwrite replaces. The predicate is built here from typed values, never from text."""
+
+    column: str
+    start: dt.date | int
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.column):
+            raise ValueError(f"RowsFrom: not a plain column name: {self.column!r}")
+        if isinstance(self.start, bool) or not isinstance(self.start, dt.date | int):
+            raise TypeError(f"RowsFrom: start must be a date or an int, got {type(self.start).__name__}")
+
+    def predicate(self) -> str:
+        """Spark SQL ``column >= literal`` (a ``DATE'…'`` literal for dates)."""
+        literal = f"DATE'{self.start.isoformat()}'" if isinstance(self.start, dt.date) else str(int(self.start))
+        return f"`{self.column}` >= {literal}"
+
+
+@dataclass(frozen=True)
 class TableWrite:
-    """One output of :meth:`Lakehouse.overwrite_all`: ``frame`` replaces ``ref`` (or the rows matching
-    ``replace_where``), partitioned by ``partition_by``."""
+    """One output of :meth:`Lakehouse.overwrite_all`: ``frame`` replaces ``ref`` (or only its rows in
+    ``replace``), partitioned by ``partition_by``."""
 
     frame: DataFrame
     ref: TableRef
     partition_by: Sequence[str] = ()
-    replace_where: str | None = None
+    replace: RowsFrom | None = None
 
 
 def with_run_metadata(df: DataFrame, run_id: str, generated_at: Column | None = None) -> DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import mlflow
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ from pyspark.sql import functions as F
 
 from shopai_spark.config import flatten
 from shopai_spark.quality import Rule, split_valid
-from shopai_spark.tables import EmptyOutputError, Lakehouse, TableRef, with_run_metadata
+from shopai_spark.tables import EmptyOutputError, Lakehouse, RowsFrom, TableRef, with_run_metadata
 from shopai_spark.tracking import tracked_run
 
 
@@ -59,9 +61,14 @@ def test_overwrite_replace_where_touches_only_matching_partitions(make_config, s
     ref = TableRef("gold", "parts")
     df = spark.range(6).withColumn("p", F.col("id") % 3)
     lakehouse.overwrite(df, ref, partition_by=["p"])
-    lakehouse.overwrite(spark.createDataFrame([(100, 1)], "id long, p long"), ref, partition_by=["p"],
-                        replace_where="p = 1")
-    assert sorted(r.id for r in lakehouse.read(ref).collect()) == [0, 2, 3, 5, 100]
+    lakehouse.overwrite(spark.createDataFrame([(100, 2)], "id long, p long"), ref, partition_by=["p"],
+                        replace=RowsFrom("p", 2))
+    assert sorted(r.id for r in lakehouse.read(ref).collect()) == [0, 1, 3, 4, 100]
+    assert RowsFrom("date", dt.date(2024, 3, 18)).predicate() == "`date` >= DATE'2024-03-18'"
+    with pytest.raises(ValueError, match="plain column"):
+        RowsFrom("date >= '2024-01-01' OR 1", 1)
+    with pytest.raises(TypeError, match="date or an int"):
+        RowsFrom("date", "2024-03-18")
 
 
 def test_merge_is_idempotent(make_config, spark):

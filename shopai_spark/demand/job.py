@@ -34,7 +34,7 @@ from shopai_spark.demand.inventory import inventory_signals
 from shopai_spark.errors import EmptyInputError
 from shopai_spark.runtime import JobContext, JobSummary
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS
-from shopai_spark.tables import TableRef, TableWrite, with_run_metadata
+from shopai_spark.tables import RowsFrom, TableRef, TableWrite, with_run_metadata
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def write_gold(ctx: JobContext, table: DataFrame, signals: DataFrame | None, fro
     """Overwrite gold.sku_demand_features (from ``from_date`` on, when incremental) and
     gold.inventory_signals together (all or nothing); returns rows per table."""
     gold = with_run_metadata(table.withColumn(PARTITION, F.trunc("date", "month")), ctx.run.run_id)
-    replace = f"date >= '{from_date.isoformat()}'" if from_date else None
+    replace = RowsFrom("date", from_date) if from_date else None
     tables = {str(SKU_DEMAND_FEATURES): panel_rows}
     writes = [TableWrite(gold.repartition(PARTITION), SKU_DEMAND_FEATURES, [PARTITION], replace)]
     if signals is not None:

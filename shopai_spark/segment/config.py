@@ -63,7 +63,9 @@ class SegmentsConfig:
                                                     "is taken")
     seed: int = setting(42, doc="seed of the selection sample; the K-Means fits use seed, seed + 1, ...")
     max_iter: int = setting(100, doc="K-Means iteration limit per fit (maxIter, >= 1)")
-    tol: float = setting(1e-6, doc="K-Means convergence tolerance on the centres' movement (tol, >= 0)")
+    tol: float = setting(1e-4, doc="K-Means convergence: stop when the squared moves of the centres in a pass "
+                                   "sum to at most this (standardised units, as scikit-learn's tol); the k "
+                                   "search passes it to MLlib as its tol (>= 0)")
     init_steps: int = setting(2, doc="steps of the k-means|| initialisation (initSteps, >= 1)")
     n_init: int = setting(3, doc="K-Means fits per k (seeds seed, seed + 1, ...); the lowest cost is "
                                  "kept (>= 1)")
