@@ -198,4 +198,6 @@ def test_guard_trips_with_a_workable_suggestion(spark):
         guard.check_search(baskets, len(data), 9, 0.004, max_itemsets=60)
     suggested = float(str(err.value).split("fpgrowth.min_support=")[2].split(" ")[0])
     assert suggested > 0.004
-    assert guard.check_search(baskets, len(data), 9, suggested, max_itemsets=60).estimated_itemsets <= 60
+    estimate, reduced = guard.check_search(baskets, len(data), 9, suggested, max_itemsets=60)
+    assert estimate.estimated_itemsets <= 60 and reduced.rows <= len(data)
+    reduced.unpersist()

@@ -14,7 +14,7 @@ support's minimum count, then thresholded at each support of the ladder):
 
 2. **Shared-core lower bound.** Items held together by c ≥ min count baskets (a *core*) make all
    their 2^s − 1 subsets frequent. Baskets are reduced to their frequent items (so baskets that
-   differ only in rare items become identical) and grouped, then each reduced basket of at least
+   differ only in rare items become identical), then each distinct reduced basket of at least
    ``MIN_SEED_SIZE`` items is a seed: the baskets sharing its rarest item are intersected with it,
    largest overlap first, and the running intersection after w baskets is a core of w baskets
    (seeds with the rarest anchors first, as many as a join budget allows).
@@ -64,7 +64,7 @@ PREFIXES = f"""aggregate(traces,
   named_struct('items', seed, 'baskets', 0L, 'done', cast(array() as {PREFIX_TYPE})),
   (acc, t) -> named_struct(
     'items', array_intersect(acc.items, t.trace),
-    'baskets', acc.baskets + t.copies,
+    'baskets', acc.baskets + 1,
     'done', if(acc.baskets > 0 and size(array_intersect(acc.items, t.trace)) < size(acc.items),
                concat(acc.done, array(named_struct('items', acc.items, 'baskets', acc.baskets))),
                acc.done)),
@@ -137,12 +137,14 @@ def item_counts(baskets: DataFrame) -> DataFrame:
 
 
 def reduced_baskets(baskets: DataFrame, frequent: DataFrame) -> DataFrame:
-    """Baskets (order_id, items) and the frequent items (column ``item``) → items (array<string>: a
-    basket's frequent items, sorted), size (int), copies (long: baskets reduced to exactly these)."""
+    """Baskets (order_id, items) and the frequent items (column ``item``) → one row per basket with a
+    frequent item: items (array<string>: its frequent items, sorted), size (int). Identical reduced
+    baskets are not grouped: the seeds are distinct (:func:`seeds`), and grouping cost a shuffle
+    of every basket (about 1 s of the guard's 10 s on 1M baskets) to save rows only where baskets repeat."""
     kept = (baskets.select("order_id", F.explode("items").alias("item"))
             .join(F.broadcast(frequent.select("item")), "item")
             .groupBy("order_id").agg(F.array_sort(F.collect_list("item")).alias("items")))
-    return kept.groupBy("items").agg(F.count(F.lit(1)).alias("copies")).withColumn("size", F.size("items"))
+    return kept.select("items", F.size("items").alias("size"))
 
 
 def pairs_of(column: str) -> Column:
@@ -152,9 +154,9 @@ def pairs_of(column: str) -> Column:
 
 
 def pair_counts(reduced: DataFrame) -> DataFrame:
-    """Reduced baskets (items, copies) → a, b (a < b), count (long) of every pair bought together."""
-    return (reduced.select(F.explode(pairs_of("items")).alias("pair"), "copies")
-            .groupBy("pair.a", "pair.b").agg(F.sum("copies").alias("count")))
+    """Reduced baskets (items) → a, b (a < b), count (long) of every pair bought together."""
+    return (reduced.select(F.explode(pairs_of("items")).alias("pair"))
+            .groupBy("pair.a", "pair.b").agg(F.count(F.lit(1)).alias("count")))
 
 
 def seeds(reduced: DataFrame, items: DataFrame) -> DataFrame:
@@ -182,14 +184,14 @@ def affordable(seeds: DataFrame, max_rows: int) -> DataFrame:
 
 
 def seed_prefixes(seeds: DataFrame, reduced: DataFrame) -> DataFrame:
-    """Seeds (seed, anchor) and reduced baskets (items, copies) → seed, prefixes
+    """Seeds (seed, anchor) and reduced baskets (items) → seed, prefixes
     (array<struct<items, baskets>>): the seed's running intersection with the baskets that hold
     its anchor, largest overlap first, recorded each time it shrinks, with the number of baskets
     intersected so far (items shrink and baskets grow along the array; 3 items or more)."""
-    postings = reduced.select(F.explode("items").alias("anchor"), F.col("items").alias("other"), "copies")
-    trace = F.struct((-F.size("trace")).alias("rank"), "trace", "copies")
+    postings = reduced.select(F.explode("items").alias("anchor"), F.col("items").alias("other"))
+    trace = F.struct((-F.size("trace")).alias("rank"), "trace")
     return (seeds.join(postings, "anchor")
-            .select("seed", F.array_intersect("seed", "other").alias("trace"), "copies")
+            .select("seed", F.array_intersect("seed", "other").alias("trace"))
             .filter(F.size("trace") >= 3)
             .groupBy("seed").agg(F.sort_array(F.collect_list(trace)).alias("traces"))
             .select("seed", F.expr(PREFIXES).alias("prefixes")))
@@ -247,21 +249,52 @@ def at_each(counted: DataFrame, counts: Sequence[int]) -> list[int]:
     return [int(row[f"c{i}"] or 0) for i in range(len(counts))]
 
 
-def measure(baskets: DataFrame, n_baskets: int, max_size: int, supports: list[float]) -> list[SearchEstimate]:
-    """Baskets (order_id, items) → the search at each support: exact frequent item and pair counts,
-    the clique estimate and the shared-core lower bound (all counted once, at the lowest support)."""
-    counts = [min_count(s, n_baskets) for s in supports]
+@dataclass
+class ReducedBaskets:
+    """Baskets reduced to the items reaching a min count (cached): ``items`` (item, count of every
+    item), ``baskets`` (items, size: one row per basket holding a frequent item) and ``rows`` (the
+    rows of ``baskets``). FP-Growth mines them as it would the full baskets: an itemset of frequent
+    items is held by the same baskets, and baskets without a frequent item hold no frequent itemset."""
+
+    items: DataFrame
+    baskets: DataFrame
+    rows: int
+
+    def unpersist(self) -> None:
+        self.baskets.unpersist()
+        self.items.unpersist()
+
+
+def reduce_to_frequent(baskets: DataFrame, count: int) -> ReducedBaskets:
+    """Baskets (order_id, items) → :class:`ReducedBaskets` at min count ``count`` (cached; the caller
+    unpersists)."""
     items = item_counts(baskets).cache()
-    reduced = reduced_baskets(baskets, items.filter(F.col("count") >= min(counts))).cache()
-    item_totals, pair_totals = at_each(items, counts), at_each(pair_counts(reduced), counts)
-    chosen = affordable(seeds(reduced, items), SEED_JOIN_PER_BASKET * n_baskets + SEED_JOIN_FLOOR)
-    found = cores_by_count(seed_prefixes(chosen, reduced), counts).collect()
-    reduced.unpersist()
-    items.unpersist()
+    reduced = reduced_baskets(baskets, items.filter(F.col("count") >= count)).cache()
+    return ReducedBaskets(items, reduced, reduced.count())
+
+
+def measure_reduced(reduced: ReducedBaskets, n_baskets: int, max_size: int,
+                    supports: list[float]) -> list[SearchEstimate]:
+    """The search at each support (the lowest first, reduced at its min count): exact frequent item
+    and pair counts, the clique estimate and the shared-core lower bound."""
+    counts = [min_count(s, n_baskets) for s in supports]
+    item_totals, pair_totals = at_each(reduced.items, counts), at_each(pair_counts(reduced.baskets), counts)
+    chosen = affordable(seeds(reduced.baskets, reduced.items), SEED_JOIN_PER_BASKET * n_baskets + SEED_JOIN_FLOOR)
+    found = cores_by_count(seed_prefixes(chosen, reduced.baskets), counts).collect()
     cores = [[Core(frozenset(r["items"]), int(r["baskets"])) for r in found if r["level"] == i]
              for i in range(len(counts))]
     return [search_estimate(s, c, f, p, k, max_size)
             for s, c, f, p, k in zip(supports, counts, item_totals, pair_totals, cores, strict=True)]
+
+
+def measure(baskets: DataFrame, n_baskets: int, max_size: int, supports: list[float]) -> list[SearchEstimate]:
+    """Baskets (order_id, items) → :func:`measure_reduced` at each support (all counted once, at the
+    lowest support)."""
+    reduced = reduce_to_frequent(baskets, min(min_count(s, n_baskets) for s in supports))
+    try:
+        return measure_reduced(reduced, n_baskets, max_size, supports)
+    finally:
+        reduced.unpersist()
 
 
 def search_estimate(support: float, count: int, items: int, pairs: int, cores: list[Core],
@@ -293,11 +326,17 @@ def reason(estimate: SearchEstimate) -> str:
 
 
 def check_search(baskets: DataFrame, n_baskets: int, max_size: int, min_support: float,
-                 max_itemsets: int) -> SearchEstimate:
+                 max_itemsets: int) -> tuple[SearchEstimate, ReducedBaskets]:
     """Measure the search at ``min_support`` and at the supports above it on the ladder (one pass),
-    then :func:`check_estimates`."""
-    return check_estimates(measure(baskets, n_baskets, max_size, support_ladder(min_support)), n_baskets,
-                           max_itemsets)
+    then :func:`check_estimates`. Returns the estimate and the baskets reduced at ``min_support``'s
+    min count, for FP-Growth (cached: the caller unpersists them; on error they are released here)."""
+    reduced = reduce_to_frequent(baskets, min_count(min_support, n_baskets))
+    try:
+        estimates = measure_reduced(reduced, n_baskets, max_size, support_ladder(min_support))
+        return check_estimates(estimates, n_baskets, max_itemsets), reduced
+    except BaseException:
+        reduced.unpersist()
+        raise
 
 
 def check_estimates(estimates: Sequence[SearchEstimate], n_baskets: int, max_itemsets: int) -> SearchEstimate:

@@ -34,13 +34,18 @@ def mllib_support(count: int, n_baskets: int) -> float:
 
 
 def frequent_itemsets(baskets: DataFrame, n_baskets: int, count: int,
-                      num_partitions: int | None = None) -> DataFrame:
+                      num_partitions: int | None = None, rows: int | None = None) -> DataFrame:
     """Baskets (``items``: array<string> of distinct items; persist them) → frequent itemsets.
 
-    ``n_baskets`` is the number of rows of ``baskets`` and ``count`` the minimum count.
-    Output: items (array<string>, sorted), size (int), count (long), support (double = count / n).
+    ``n_baskets`` is the number of baskets and ``count`` the minimum count. ``rows`` is the number of
+    rows of ``baskets`` when it holds fewer rows than ``n_baskets`` (the guard's reduced baskets:
+    baskets without a frequent item left out, which changes no itemset's count); MLlib is then given
+    the support that gives ``count`` over ``rows``.
+    Output: items (array<string>, sorted), size (int), count (long), support (double = count / n_baskets).
     """
-    fp = FPGrowth(itemsCol="items", minSupport=mllib_support(count, n_baskets))
+    rows = n_baskets if rows is None else rows
+    # no row: no itemset; any support keeps MLlib from dividing by zero
+    fp = FPGrowth(itemsCol="items", minSupport=mllib_support(count, rows) if rows else 1.0)
     if num_partitions is not None:
         fp = fp.setNumPartitions(num_partitions)
     model = fp.fit(baskets)
