@@ -45,6 +45,9 @@ def run_job(command: list[str], job: str, workdir: Path, merge_stderr: bool = Tr
     return result.stdout
 
 
+CONSOLE_LINES = 110  # two screens of a 55-line terminal (make demo printed 105 lines when this was set)
+
+
 def check_quiet_console(output: str, workdir: Path) -> None:
     """The pipeline's console has its step lines and no Spark, Ivy or stage-bar output; that went
     to the log file it names."""
@@ -52,6 +55,8 @@ def check_quiet_console(output: str, workdir: Path) -> None:
     logs = sorted((workdir / "logs").glob("pipeline-*.log"))
     if noise or "ingest | " not in output or not logs or f"log: logs/{logs[-1].name}" not in output:
         raise AssertionError(f"console not quiet or no log file: noise {noise[:5]}, logs {logs}")
+    if len(output.splitlines()) > CONSOLE_LINES:
+        raise AssertionError(f"console has {len(output.splitlines())} lines, more than two screens ({CONSOLE_LINES})")
     print(f"  console: {len(output.splitlines())} lines, no Spark/Ivy output (in {logs[-1].name})", flush=True)
 
 

@@ -93,10 +93,12 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return build(AppConfig, read_config(path, tuple(overrides)))
 
 
-def run_job(name: str, config: AppConfig, spark: SparkSession | None = None) -> JobSummary:
-    """Run job ``name`` with its own section of ``config`` and the platform settings."""
+def run_job(name: str, config: AppConfig, spark: SparkSession | None = None,
+            finish_line: bool = True) -> JobSummary:
+    """Run job ``name`` with its own section of ``config`` and the platform settings
+    (``finish_line``: see :func:`shopai_spark.runtime.run_job`)."""
     job = JOBS[name]
-    return runtime.run_job(job, getattr(config, job.section), config.platform, spark)
+    return runtime.run_job(job, getattr(config, job.section), config.platform, spark, finish_line)
 
 
 @contextmanager

@@ -28,7 +28,7 @@ def run_pipeline(config: AppConfig, steps: Sequence[str] | None = None,
     summaries = []
     for number, name in enumerate(chosen, start=1):
         started = time.perf_counter()
-        summary = run_job(name, config, spark)
+        summary = run_job(name, config, spark, finish_line=False)
         rows = sum(summary.tables.values())
         print(f"[{number}/{len(chosen)}] {name}: {rows:,} rows written in {time.perf_counter() - started:.1f} s",
               flush=True)

@@ -39,11 +39,30 @@ class JobSummary:
     lines: list[str] = field(default_factory=list)
 
     def render(self) -> str:
+        """The header, the tables' row counts and the metrics as wrapped ``name value`` lists, then
+        the free-form lines."""
         out = [f"== {self.job} (MLflow run {self.run_id}) =="]
-        out += [f"  {name:<40} {rows:>12,} rows" for name, rows in self.tables.items()]
-        out += [f"  {name:<40} {value:>12.4f}" for name, value in self.metrics.items()]
+        out += wrapped("rows", [f"{name} {rows:,}" for name, rows in self.tables.items()])
+        out += wrapped("metrics", [f"{name} {number(value)}" for name, value in self.metrics.items()])
         out += self.lines
         return "\n".join(out)
+
+
+def number(value: float) -> str:
+    """A metric as a person reads it: whole numbers with thousands separators, others to 4 significant digits."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:.4g}"
+
+
+def wrapped(label: str, parts: Sequence[str], width: int = 100) -> list[str]:
+    """``  label: a, b, c`` wrapped at ``width`` characters (continuation lines indented); [] for no parts."""
+    lines: list[str] = []
+    current = f"  {label}:"
+    for part in parts:
+        if len(current) + len(part) + 2 > width and current.strip() != f"{label}:":
+            lines.append(current.rstrip(","))
+            current = " " * (len(label) + 3)
+        current += f" {part},"
+    return [*lines, current.rstrip(",")] if parts else []
 
 
 @dataclass
@@ -113,9 +132,11 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_job(job: Job, config: Any, platform: PlatformConfig, spark: SparkSession | None = None) -> JobSummary:
+def run_job(job: Job, config: Any, platform: PlatformConfig, spark: SparkSession | None = None,
+            finish_line: bool = True) -> JobSummary:
     """Run ``job`` with its config section ``config`` inside an MLflow run that logs ``platform`` and
-    ``config`` (as ``<section>.<key>``) as params; return its summary."""
+    ``config`` (as ``<section>.<key>``) as params; return its summary. ``finish_line``: log the
+    closing ``<job> | finished in …`` step line (the pipeline prints its own progress line instead)."""
     spark = spark or get_spark(platform.spark)
     lakehouse = Lakehouse(spark, platform.lakehouse)
     started = time.perf_counter()
@@ -125,5 +146,6 @@ def run_job(job: Job, config: Any, platform: PlatformConfig, spark: SparkSession
         summary = job.run(ctx)
         seconds = time.perf_counter() - started
         run.log_metrics({"job_seconds": seconds})
-    STEPS.info("%s | finished in %.1f s", job.name, seconds)
+    if finish_line:
+        STEPS.info("%s | finished in %.1f s", job.name, seconds)
     return summary

@@ -59,7 +59,7 @@ class FpGrowthConfig:
     top_rules: int = setting(200, doc="best rules by lift in the MLflow artifact top_rules.csv (>= 1)")
     plot_rules: int = setting(5_000, doc="rules (a random sample, at most) in the support/confidence scatter "
                                          "plot")
-    summary_rules: int = setting(10, doc="best rules by lift printed in the job summary (>= 1)")
+    summary_rules: int = setting(5, doc="best rules by lift printed in the job summary (>= 1)")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_support <= 1.0:

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 SKU_DEMAND_FEATURES = TableRef("gold", "sku_demand_features")
 INVENTORY_SIGNALS = TableRef("gold", "inventory_signals")
 PARTITION = "month_start"
-DEMO_DAYS = 7
+DEMO_DAYS = 3
 
 
 def _date(value: str | None) -> dt.date | None:
@@ -223,7 +223,6 @@ def run(ctx: JobContext) -> JobSummary:
                **({k: v for k, v in result.metrics.items() if v is not None} if result else {})}
     ctx.run.log_metrics(metrics)
     lines_out = [f"  mode {mode}, end date {end_date}" + (f", recomputed from {from_date}" if from_date else ""),
-                 "  bad order lines: " + ", ".join(f"{k}={v}" for k, v in issues.items()),
                  *(f"  {note}" for note in notes), *log_forecast(ctx, result),
                  *busy_sku_lines(config, table, signals, end_date)]
     for cached in (featured, sales, lines):

@@ -64,12 +64,12 @@ def write_truth(ctx: JobContext, truth: dict[TableRef, DataFrame]) -> dict[str, 
     """Overwrite the bronze truth tables (an empty one is valid: no bundles or promotions
     configured); returns rows per table."""
     tables = {}
-    for ref, frame in truth.items():
-        with ctx.step(f"write {ref}") as step:
+    with ctx.step("write bronze truth tables") as step:
+        for ref, frame in truth.items():
             rows = frame.count()
             ctx.lakehouse.overwrite(frame, ref, allow_empty=True)
             tables[str(ref)] = rows
-            step.update(rows=rows)
+            step[ref.name] = rows
     return tables
 
 

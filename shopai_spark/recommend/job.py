@@ -424,7 +424,9 @@ def run(ctx: JobContext) -> JobSummary:
         step.update(users=int(metrics["users"]), items=int(metrics["items"]))
     with ctx.step("split + tune") as step:
         best, trials, baseline, data = tune_and_compare(ctx, ids, feedback.test, metrics)
-        step.update(trials=len(trials), best=best.params, metric=best.metrics.get(config.selection_metric))
+        metric = best.metrics.get(config.selection_metric)
+        step.update(trials=len(trials), best=best.params,
+                    **{config.selection_metric: round(metric, 4) if metric is not None else None})
     with ctx.step("final model") as step:
         model = fit(ids.interactions, config, best.params) if config.refit_full else best.model
         data.unpersist()
