@@ -23,10 +23,7 @@ from shopai_spark.basket.config import FpGrowthConfig
 from shopai_spark.basket.job import run as fpgrowth
 from shopai_spark.config import (
     ConfigError,
-    LakehouseConfig,
     PlatformConfig,
-    SparkConfig,
-    TrackingConfig,
     build,
     read_config,
     setting,
@@ -50,14 +47,10 @@ log = logging.getLogger("shopai_spark")
 
 
 @dataclass(frozen=True)
-class AppConfig:
-    """The whole configuration: the platform sections and one section per job."""
+class AppConfig(PlatformConfig):
+    """The whole configuration: the platform sections (spark, lakehouse, tracking, inherited from
+    :class:`PlatformConfig`) and one section per job."""
 
-    spark: SparkConfig = setting(factory=SparkConfig, doc="the session: how to get a SparkSession")
-    lakehouse: LakehouseConfig = setting(
-        factory=LakehouseConfig, doc="the lakehouse: where Delta tables live")
-    tracking: TrackingConfig = setting(
-        factory=TrackingConfig, doc="MLflow: tracking store, model registry and experiment")
     generate: GenerateConfig = setting(
         factory=GenerateConfig, doc="section of the synthetic shop generator (``jobs/generate_data.py``)")
     ingest: IngestConfig = setting(
