@@ -9,6 +9,7 @@ jobs exist, and the entry point of ``jobs/<name>.py``, is :mod:`shopai_spark.app
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -65,6 +66,26 @@ def wrapped(label: str, parts: Sequence[str], width: int = 100) -> list[str]:
     return [*lines, current.rstrip(",")] if parts else []
 
 
+PROGRESS_SECONDS = 60.0
+
+
+@contextmanager
+def still_running(label: str, started: float) -> Iterator[None]:
+    """Log ``<label> … still running (N s)`` every PROGRESS_SECONDS until the block ends."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(PROGRESS_SECONDS):
+            STEPS.info("%s … still running (%.0f s)", label, time.perf_counter() - started)
+    thread = threading.Thread(target=beat, name="step-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 @dataclass
 class JobContext(Generic[Section]):
     """Everything a job needs: its own config section, the platform settings, the session, the
@@ -79,13 +100,16 @@ class JobContext(Generic[Section]):
 
     @contextmanager
     def step(self, description: str) -> Iterator[dict[str, Any]]:
-        """Time one job step and log one line ``step: … rows=… (1.2 s)``.
+        """Time one job step and log one line ``step: … rows=… (1.2 s)``; a step still running after
+        PROGRESS_SECONDS logs ``step … still running (60 s)`` every PROGRESS_SECONDS (progress
+        without Spark's stage bars).
 
         The body may put counts into the yielded dict; they are logged with the time.
         """
         counts: dict[str, Any] = {}
         started = time.perf_counter()
-        yield counts
+        with still_running(f"{self.job} | {description}", started):
+            yield counts
         seconds = time.perf_counter() - started
         detail = " ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in counts.items())
         STEPS.info("%s | %s %s(%.1f s)", self.job, description, detail + " " if detail else "", seconds)

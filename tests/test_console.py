@@ -40,3 +40,22 @@ def test_everything_is_put_back_when_the_block_raises(tmp_path, capfd):
     subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('child after\\n')"], check=True)
     assert capfd.readouterr().err == "after\nchild after\n"
     assert root.handlers == handlers
+
+
+def test_a_long_step_says_it_is_still_running(tmp_path, capfd, monkeypatch):
+    import time
+
+    from shopai_spark import runtime
+
+    monkeypatch.setattr(runtime, "PROGRESS_SECONDS", 0.2)
+    ctx = runtime.JobContext(config=None, platform=None, spark=None, lakehouse=None, run=None, job="segments")
+    with quiet_console("progress", tmp_path):
+        with ctx.step("choose k") as step:
+            time.sleep(0.5)
+            step.update(k=5)
+        with ctx.step("write"):
+            pass
+    lines = capfd.readouterr().out.splitlines()
+    beats = [line for line in lines if "still running" in line]
+    assert len(beats) == 2 and all(line.startswith("segments | choose k … still running (") for line in beats)
+    assert lines[-2].startswith("segments | choose k k=5 (0.5 s)") and lines[-1].startswith("segments | write (0.0 s)")

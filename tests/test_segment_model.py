@@ -85,3 +85,33 @@ def test_stable_ids_survive_label_permutation():
     assert stable_ids(new[:3], previous, monetary=[0] * 3) == [10 + p for p in perm[:3]]
     # first run: ids 1..k by decreasing monetary
     assert stable_ids(new[:3], None, monetary=[5.0, 9.0, 1.0]) == [2, 1, 3]
+
+
+def test_lloyd_pass_refine_and_model_match_numpy(spark):
+    """One Lloyd pass over packed blocks equals the numpy step; refine stops at the fixed point with
+    the cost of the centres it returns; the MLlib model holds exactly those centres."""
+    from pyspark.ml.linalg import Vectors
+
+    from shopai_spark.segment import model as km
+
+    rng = np.random.default_rng(3)
+    x = np.vstack([rng.normal(c, 0.3, size=(200, 2)) for c in ((0, 0), (4, 0), (0, 4))])
+    frame = spark.createDataFrame([(Vectors.dense(row.tolist()),) for row in x], ["features"]).repartition(3)
+    points = km.packed_points(frame, 2).cache()
+    start = x[[0, 200, 400]] + 0.5
+    cost, moved = km.lloyd_pass(points, start)
+    nearest = ((x[:, None, :] - start[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    assert cost == pytest.approx(((x - start[nearest]) ** 2).sum(), rel=1e-12)
+    np.testing.assert_allclose(moved, [x[nearest == c].mean(axis=0) for c in range(3)], rtol=1e-12)
+
+    refined = km.refine(points, start, max_iter=50, tol=1e-12)
+    assert refined.converged and 1 < refined.iterations < 50
+    final = ((x[:, None, :] - refined.centers[None, :, :]) ** 2).sum(axis=2)
+    assert refined.cost == pytest.approx(final.min(axis=1).sum(), rel=1e-12)
+    stopped = km.refine(points, start, max_iter=1, tol=0.0)
+    assert not stopped.converged and stopped.iterations == 1 and stopped.cost == pytest.approx(cost)
+
+    fitted = km.kmeans_model(spark, refined.centers)
+    got = np.array(sorted(map(tuple, fitted.clusterCenters())))
+    np.testing.assert_array_equal(got, np.array(sorted(map(tuple, refined.centers))))
+    points.unpersist()
