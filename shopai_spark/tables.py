@@ -114,13 +114,16 @@ class Lakehouse:
     def ensure(self, ref: TableRef, schema_ddl: str, constraints: dict[str, str] | None = None,
                partition_by: Sequence[str] = ()) -> None:
         """Create ``ref`` with ``schema_ddl`` (``"a STRING NOT NULL, b INT"``) and CHECK constraints
-        if it does not exist yet. Existing tables are left alone."""
+        (name → SQL condition) if it does not exist yet, in one Delta commit: the constraints are the
+        ``delta.constraints.<name>`` table properties that ``ALTER TABLE ADD CONSTRAINT`` would set one
+        commit each. Existing tables are left alone."""
         if self.exists(ref):
             return
         partitions = f" PARTITIONED BY ({', '.join(partition_by)})" if partition_by else ""
-        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self._sql_name(ref)} ({schema_ddl}) USING DELTA{partitions}")
-        for name, expr in (constraints or {}).items():
-            self.spark.sql(f"ALTER TABLE {self._sql_name(ref)} ADD CONSTRAINT {name} CHECK ({expr})")
+        properties = ", ".join(f"'delta.constraints.{name}' = {_sql_string(expr)}"
+                               for name, expr in (constraints or {}).items())
+        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self._sql_name(ref)} ({schema_ddl}) USING DELTA{partitions}"
+                       + (f" TBLPROPERTIES ({properties})" if properties else ""))
 
     def overwrite(self, df: DataFrame, ref: TableRef, partition_by: Sequence[str] = (),
                   replace: RowsFrom | None = None, allow_empty: bool = False) -> int:
@@ -234,3 +237,7 @@ def with_run_metadata(df: DataFrame, run_id: str, generated_at: Column | None = 
         "generated_at", generated_at if generated_at is not None else F.current_timestamp()
     )
 
+
+def _sql_string(text: str) -> str:
+    """``text`` as a Spark SQL string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

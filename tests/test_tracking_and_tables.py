@@ -87,6 +87,18 @@ def test_merge_is_idempotent(make_config, spark):
         lakehouse.merge(spark.createDataFrame([("c", -1)], "k string, v int"), ref, keys=["k"])
 
 
+def test_ensure_creates_the_table_and_its_constraints_in_one_commit(make_config, spark):
+    lakehouse = Lakehouse(spark, make_config().lakehouse)
+    ref = TableRef("silver", "kinds")
+    lakehouse.ensure(ref, "kind STRING NOT NULL", constraints={"known_kind": "kind IN ('a', 'it''s')"})
+    assert lakehouse.version(ref) == 0
+    lakehouse.merge(spark.createDataFrame([("a",), ("it's",)], "kind string"), ref, keys=["kind"])
+    with pytest.raises(Exception, match="known_kind"):
+        lakehouse.merge(spark.createDataFrame([("b",)], "kind string"), ref, keys=["kind"])
+    lakehouse.ensure(ref, "kind STRING NOT NULL", constraints={"other": "false"})
+    assert lakehouse.version(ref) == 1 and lakehouse.read(ref).count() == 2
+
+
 def test_split_valid_treats_null_checks_as_violations(spark):
     df = spark.createDataFrame([(1,), (-1,), (None,)], "x int")
     good, bad = split_valid(df, [Rule("negative_x", F.col("x") < 0)])

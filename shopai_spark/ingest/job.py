@@ -133,10 +133,11 @@ def read_and_validate(ctx: JobContext) -> list[tuple[ValidatedSource, dict[str, 
 
 
 def write_rejected(ctx: JobContext, sources: list[ValidatedSource]) -> int:
-    """Insert every source's rejected rows into the quarantine table; returns rows inserted."""
+    """Insert every source's rejected rows into the quarantine table (nothing is written when no
+    source rejected a row); returns rows inserted."""
     with ctx.step("write quarantine") as step:
         rows = [raw_quarantine_rows(source.rejected, f"raw.{source.name}", ctx.job, ctx.run.run_id)
-                for source in sources]
+                for source in sources if source.rows_rejected]
         inserted = write_quarantine(ctx.lakehouse, rows).get("numTargetRowsInserted", 0)
         step.update(inserted=inserted)
     return inserted
