@@ -94,7 +94,7 @@ def submit_command(cluster_url: str, py_files: Path, job: str, workdir: Path) ->
         str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster_url,
         "--packages", delta_package(), "--py-files", str(py_files),
         "--conf", f"spark.pyspark.python={sys.executable}",
-        "--conf", "spark.executor.memory=1g", "--conf", "spark.locality.wait=0s", "--conf", "spark.sql.session.timeZone=UTC",
+        "--conf", "spark.executor.memory=1g", "--conf", "spark.sql.session.timeZone=UTC",
         str(ROOT / "jobs" / f"{job}.py"), "--conf", str(ROOT / "conf" / "cluster.yaml"), "--verbose", *overrides(workdir),
     ]
 
