@@ -16,7 +16,7 @@ from shopai_spark.config import ConfigError
 from shopai_spark.quality import split_valid
 from shopai_spark.recommend import interactions as fb
 from shopai_spark.recommend.indexing import build_index, to_ids, to_indices
-from shopai_spark.recommend.split import leave_last_k_split, random_split, time_split
+from shopai_spark.recommend.split import leave_last_k_split, random_split, split, time_split, validation_split
 from tests.conftest import LOCAL_CONF
 
 T0 = dt.datetime(2024, 3, 1)
@@ -159,6 +159,22 @@ def test_time_and_random_splits(spark):
     again = random_split(big, 0.25, seed=7)[1]
     assert test.subtract(again).count() == 0 and train.intersect(test).count() == 0
     assert math.isclose(test.count() / 4000, 0.25, abs_tol=0.03)
+
+
+@pytest.mark.parametrize("splitter", ["time", "leave_last_k", "random"])
+def test_validation_is_carved_out_of_the_training_rows(spark, splitter):
+    rows = [(f"u{u}", f"i{i}", 1.0, T0 + dt.timedelta(days=i, hours=u)) for u in range(40) for i in range(12)]
+    frame = spark.createDataFrame(rows, "user_id STRING, item_id STRING, rating DOUBLE, ts TIMESTAMP")
+    config = load_config(LOCAL_CONF, [f"als.split={splitter}", "als.split_cutoff=2024-03-10",
+                                      "als.test_fraction=0.25", "als.leave_k=2"]).als
+    train, test = split(frame, config)
+    fit_rows, validation = validation_split(train, config)
+    keys = ["user_id", "item_id"]
+    assert validation.count() > 0 and fit_rows.count() > 0
+    assert fit_rows.count() + validation.count() == train.count()
+    assert validation.select(keys).subtract(train.select(keys)).count() == 0   # never a test row
+    assert validation.select(keys).intersect(test.select(keys)).count() == 0
+    assert fit_rows.select(keys).intersect(validation.select(keys)).count() == 0
 
 
 @pytest.mark.parametrize(("override", "message"), [

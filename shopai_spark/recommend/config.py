@@ -30,7 +30,8 @@ class AlsConfig:
     ratings source in implicit mode, ratings >= ``positive_threshold`` are positives of weight 1.
 
     ``grid``: lists of values per key of GRID_KEYS (missing key → the single value above); every
-    combination is a trial (MLflow child run), the best on ``tune_metric`` wins.
+    combination is a trial (MLflow child run) scored on a validation split carved out of the
+    training rows; the best on ``tune_metric`` there wins and is scored once on the test rows.
     """
 
     mode: Literal["implicit", "explicit"] = setting(
@@ -81,12 +82,13 @@ class AlsConfig:
                                               "spark.checkpoint_dir)")
     num_blocks: int = setting(4, doc="ALS numUserBlocks and numItemBlocks (>= 1)")
     grid: dict[str, list[float]] = setting(
-        factory=dict, doc="values to try for rank, reg_param, alpha, max_iter; every combination is a trial")
-    tune_metric: str | None = setting(None, doc="picks the best trial; implicit: precision_at_k, "
+        factory=dict, doc="values to try for rank, reg_param, alpha, max_iter; every combination is a trial "
+                          "scored on a validation split of the training rows")
+    tune_metric: str | None = setting(None, doc="picks the best trial on validation; implicit: precision_at_k, "
                                                 "recall_at_k, ndcg_at_k, map_at_k, hit_rate, coverage; "
                                                 "explicit: rmse, mae; null: ndcg_at_k/rmse")
-    refit_full: bool = setting(True, doc="refit the best parameters on all interactions; false = keep the "
-                                         "trial's model")
+    refit_full: bool = setting(True, doc="refit the chosen parameters on all interactions; false = keep "
+                                         "their fit on the training rows (the one scored on test)")
     # evaluation and outputs
     k: int = setting(10, doc="cut-off of the ranking metrics (precision/recall/NDCG/MAP@k, hit rate, "
                              "coverage)")

@@ -2,8 +2,9 @@
 
 Steps: read the feedback source (silver.events, silver.orders + order_items net of returns, both,
 a ratings table or a MovieLens u.data file), quarantine bad rows, aggregate to one interaction per
-(user, item), map ids to dense ints, split, fit every grid point (MLflow child runs) and the
-popularity baseline on the same split, refit the best parameters on all interactions, then compute
+(user, item), map ids to dense ints, split off the test rows, choose the grid point on a
+validation split of the training rows (MLflow child runs), score its fit on all training rows and
+the popularity baseline once on the test rows, refit on all interactions, then compute
 top-N per user (already-bought items excluded, cold users get a flagged popularity fallback) and
 similar items. All outputs are computed and checked non-empty before any is written; if a write
 fails, the tables already written in this run are restored to their previous version. The model is
@@ -36,13 +37,12 @@ from shopai_spark.recommend.indexing import build_index, to_ids, to_indices
 from shopai_spark.recommend.split import split
 from shopai_spark.recommend.topn import collect_item_factors, recommend_all, similar_items
 from shopai_spark.recommend.train import (
-    EvalSet,
-    Trial,
-    best_trial,
+    Selection,
+    evaluate,
     evaluate_popularity,
     evaluation_set,
     fit,
-    tune,
+    select_params,
 )
 from shopai_spark.runtime import JobContext, JobSummary
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, RETURNS
@@ -392,24 +392,36 @@ def index_ids(interactions: DataFrame, test: DataFrame | None, metrics: dict[str
     return Indexed(indexed, users, items)
 
 
-def tune_and_compare(ctx: JobContext, ids: Indexed, test: DataFrame | None,
-                     metrics: dict[str, float]) -> tuple[Trial, list[Trial], dict[str, float], EvalSet]:
-    """Split (or take the fixed test set), fit every grid trial, pick the best, score the
-    popularity baseline on the same data. Returns (best, trials, baseline metrics, data)."""
+@dataclass
+class Evaluated:
+    """The chosen grid point, the ALS model fitted with it on the training rows, and its test
+    metrics next to the popularity baseline's on the same test rows."""
+
+    selection: Selection
+    model: ALSModel
+    test: dict[str, float]
+    baseline: dict[str, float]
+
+
+def tune_and_compare(ctx: JobContext, ids: Indexed, test: DataFrame | None, metrics: dict[str, float]) -> Evaluated:
+    """Split off the test rows (or take the fixed test set), choose the grid point on validation
+    (:func:`select_params`), fit it on all training rows and score it and popularity once on test.
+    Adds validation_*, test_*, popularity_* and the NDCG lift to ``metrics``."""
     config = ctx.config
     train, held_out = (ids.interactions, to_indices(test, ids.users, ids.items)) if test is not None \
         else split(ids.interactions, config)
+    selection = select_params(config, train, ctx.run)
     data = evaluation_set(train, held_out, config)
-    trials = tune(config, data, ctx.run)
-    best = best_trial(trials, config)
-    baseline = evaluate_popularity(data, config)
-    metrics.update({f"test_{k}": v for k, v in best.metrics.items() if v is not None})
-    metrics.update({f"popularity_{k}": v for k, v in baseline.items() if v is not None})
+    model = fit(data.train, config, selection.params)
+    tested, baseline = evaluate(model, data, config), evaluate_popularity(data, config)
+    data.unpersist()
+    for prefix, values in (("validation", selection.validation), ("test", tested), ("popularity", baseline)):
+        metrics.update({f"{prefix}_{k}": v for k, v in values.items() if v is not None})
     if baseline.get("ndcg_at_k"):
-        metrics["ndcg_lift_vs_popularity"] = best.metrics["ndcg_at_k"] / baseline["ndcg_at_k"] - 1.0
-    ctx.run.log_params({f"als.best.{k}": v for k, v in asdict(best.params).items()}
-                       | {"als.best.trial_run_id": best.run_id, "als.trials": len(trials)})
-    return best, trials, baseline, data
+        metrics["ndcg_lift_vs_popularity"] = tested["ndcg_at_k"] / baseline["ndcg_at_k"] - 1.0
+    ctx.run.log_params({f"als.best.{k}": v for k, v in asdict(selection.params).items()}
+                       | {"als.trials": len(selection.trials)})
+    return Evaluated(selection, model, tested, baseline)
 
 
 def run(ctx: JobContext) -> JobSummary:
@@ -423,13 +435,13 @@ def run(ctx: JobContext) -> JobSummary:
         ids = index_ids(interactions, feedback.test, metrics)
         step.update(users=int(metrics["users"]), items=int(metrics["items"]))
     with ctx.step("split + tune") as step:
-        best, trials, baseline, data = tune_and_compare(ctx, ids, feedback.test, metrics)
-        metric = best.metrics.get(config.selection_metric)
-        step.update(trials=len(trials), best=best.params,
-                    **{config.selection_metric: round(metric, 4) if metric is not None else None})
+        evaluated = tune_and_compare(ctx, ids, feedback.test, metrics)
+        best = evaluated.selection.params
+        metric = evaluated.test.get(config.selection_metric)
+        step.update(trials=len(evaluated.selection.trials), chosen=best,
+                    **{f"test_{config.selection_metric}": round(metric, 4) if metric is not None else None})
     with ctx.step("final model") as step:
-        model = fit(ids.interactions, config, best.params) if config.refit_full else best.model
-        data.unpersist()
+        model = fit(ids.interactions, config, best) if config.refit_full else evaluated.model
         step.update(refit=config.refit_full)
     with ctx.step("top-N + similar items") as step:
         outputs = build_outputs(ctx, model, ids.interactions, ids.users, ids.items, feedback.known_users,
@@ -440,11 +452,11 @@ def run(ctx: JobContext) -> JobSummary:
         write_outputs(ctx, outputs)
         model_uri, version = log_model(ctx, model, ids.interactions)
         step.update(model=model_uri, version=version)
-    table = metric_table(best.metrics, baseline)
+    table = metric_table(evaluated.test, evaluated.baseline)
     ctx.run.log_metrics(metrics)
     ctx.run.log_table(table, "metrics_vs_popularity")
     lines = [f"  mode={config.mode} source={config.source} split={config.split if feedback.test is None else 'fixed'} "
-             f"best={best.params} model={model_uri} version={version}",
+             f"chosen={best} model={model_uri} version={version}",
              source_line(int(metrics["interactions"]), from_source, feedback.guest_order_lines),
              *("  " + line for line in table.to_string(index=False, float_format="{:.4f}".format).splitlines()),
              *sample_lines(outputs.recommendations, ids.interactions)]

@@ -7,6 +7,9 @@
   k or fewer interactions stay wholly in train.
 * ``random``: a deterministic hash of (user, item, seed) sends ``test_fraction`` of rows to test, so
   a recomputed frame gives the same split (``rand()`` would not).
+
+:func:`validation_split` carves the validation rows the grid is chosen on out of the training rows
+with the same splitter; the test rows are scored once, by the chosen parameters.
 """
 
 from __future__ import annotations
@@ -44,21 +47,33 @@ def random_split(frame: DataFrame, test_fraction: float, seed: int) -> tuple[Dat
     return frame.filter(~is_test), frame.filter(is_test)
 
 
-def time_cutoff(frame: DataFrame, config: AlsConfig) -> dt.datetime:
-    """``als.split_cutoff`` or the (1 - test_fraction) quantile of ``ts`` (approximate, 0.1% error)."""
-    if config.split_cutoff:
-        return dt.datetime.fromisoformat(config.split_cutoff)
+def quantile_cutoff(frame: DataFrame, fraction: float) -> dt.datetime:
+    """The (1 - ``fraction``) quantile of ``ts`` (approximate, 0.1% error)."""
     seconds = frame.select(F.col("ts").cast("double").alias("s")).where("s IS NOT NULL") \
-        .approxQuantile("s", [1.0 - config.test_fraction], 0.001)
+        .approxQuantile("s", [1.0 - fraction], 0.001)
     if not seconds:
         raise ValueError("als.split=time needs timestamps, but no interaction has a ts")
     return dt.datetime.fromtimestamp(seconds[0], tz=dt.timezone.utc).replace(tzinfo=None)
 
 
 def split(frame: DataFrame, config: AlsConfig) -> tuple[DataFrame, DataFrame]:
-    """(train, test) by ``config.split``."""
+    """(train, test) by ``config.split`` (time: cut at ``als.split_cutoff`` or the quantile)."""
     if config.split == "time":
-        return time_split(frame, time_cutoff(frame, config))
+        cutoff = dt.datetime.fromisoformat(config.split_cutoff) if config.split_cutoff else None
+        return time_split(frame, cutoff or quantile_cutoff(frame, config.test_fraction))
     if config.split == "leave_last_k":
         return leave_last_k_split(frame, config.leave_k)
     return random_split(frame, config.test_fraction, config.seed)
+
+
+def validation_split(train: DataFrame, config: AlsConfig) -> tuple[DataFrame, DataFrame]:
+    """(fit, validation) carved out of the training rows by the same splitter, so that the grid is
+    chosen without the test rows: time → cut at the quantile of the training rows' ``ts``
+    (``als.split_cutoff`` only places the test split); leave_last_k → each user's last k training
+    rows; random → the hash with another seed (the training rows all hash above the test fraction
+    under ``als.seed``)."""
+    if config.split == "time":
+        return time_split(train, quantile_cutoff(train, config.test_fraction))
+    if config.split == "leave_last_k":
+        return leave_last_k_split(train, config.leave_k)
+    return random_split(train, config.test_fraction, config.seed + 1)

@@ -1,4 +1,8 @@
-"""ALS fitting, evaluation against the popularity baseline, and grid tuning with MLflow child runs.
+"""ALS fitting, evaluation against the popularity baseline, and grid selection on validation.
+
+The grid is chosen on a validation split carved out of the training rows (:func:`select_params`,
+each trial an MLflow child run); the test rows are scored once, by the chosen parameters refitted
+on all training rows, so the reported test figure is never a maximum over trials.
 
 Frames here use dense ids (user_idx, item_idx, rating, ...; see indexing.py). ALS runs with
 ``checkpointInterval`` so long runs truncate their lineage in the checkpoint directory that
@@ -19,6 +23,7 @@ from pyspark.sql import functions as F
 from shopai_spark.recommend.baseline import item_mean_predictions, popularity_recommend
 from shopai_spark.recommend.config import AlsConfig
 from shopai_spark.recommend.metrics import error_metrics, ranking_metrics
+from shopai_spark.recommend.split import validation_split
 from shopai_spark.recommend.topn import collect_item_factors, recommend_all
 from shopai_spark.tracking import JobRun
 
@@ -111,24 +116,26 @@ def evaluate_popularity(data: EvalSet, config: AlsConfig) -> dict[str, float]:
 
 @dataclass
 class Trial:
+    """One grid point and its validation metrics (child run ``run_id``)."""
+
     params: Params
     metrics: dict[str, float]
-    model: ALSModel
     run_id: str
 
 
 def tune(config: AlsConfig, data: EvalSet, run: JobRun) -> list[Trial]:
-    """Fit and evaluate every grid point, each as a child run ``als_trial`` of ``run``."""
+    """Fit every grid point on ``data.train`` and score it on ``data`` (the validation split), each
+    as a child run ``als_trial`` of ``run`` logging ``validation_<metric>``."""
     trials = []
     for number, params in enumerate(param_grid(config), start=1):
         name = f"als_trial_{number}_rank{params.rank}_reg{params.reg_param:g}_alpha{params.alpha:g}_it{params.max_iter}"
         with run.child_run("als_trial", name) as trial_run:
             trial_run.log_params({f"als.{k}": v for k, v in asdict(params).items()})
-            model = fit(data.train, config, params)
-            metrics = evaluate(model, data, config)
-            trial_run.log_metrics(metrics)
-        log.info("trial %d %s: %s=%s", number, params, config.selection_metric, metrics.get(config.selection_metric))
-        trials.append(Trial(params, metrics, model, trial_run.run_id))
+            metrics = evaluate(fit(data.train, config, params), data, config)
+            trial_run.log_metrics({f"validation_{k}": v for k, v in metrics.items() if v is not None})
+        log.info("trial %d %s: validation %s=%s", number, params, config.selection_metric,
+                 metrics.get(config.selection_metric))
+        trials.append(Trial(params, metrics, trial_run.run_id))
     return trials
 
 
@@ -142,3 +149,30 @@ def best_trial(trials: list[Trial], config: AlsConfig) -> Trial:
         return float("inf") if value is None else sign * value
 
     return min(trials, key=key)
+
+
+@dataclass
+class Selection:
+    """The chosen grid point, with the trials and the chosen trial's validation metrics (both
+    empty for a one-point grid: nothing is chosen, no validation split is made)."""
+
+    params: Params
+    trials: list[Trial]
+    validation: dict[str, float]
+
+
+def select_params(config: AlsConfig, train: DataFrame, run: JobRun) -> Selection:
+    """Choose the grid point on a validation split of ``train`` (user_idx, item_idx, rating, ts and
+    the split's id columns; see :func:`~shopai_spark.recommend.split.validation_split`); the test
+    rows are not read."""
+    grid = param_grid(config)
+    if len(grid) == 1:
+        return Selection(grid[0], [], {})
+    fit_rows, validation = validation_split(train, config)
+    data = evaluation_set(fit_rows, validation, config)
+    try:
+        trials = tune(config, data, run)
+    finally:
+        data.unpersist()
+    best = best_trial(trials, config)
+    return Selection(best.params, trials, best.metrics)
