@@ -1,4 +1,6 @@
-"""Bench stages demand_features (+ demand_forecast): panel, features and targets written to Delta.
+"""Bench stages demand_features (panel, features and targets written to Delta) and demand_forecast
+(the rolling-origin backtest of every model, the choice per demand class, quantiles, the simulated
+(s, Q) policy and the inventory signals: :func:`~shopai_spark.demand.evaluation.evaluate`).
 
 The daily sales and activity inputs are built directly with ``spark.range`` (no orders generated):
 every tenth SKU ``s`` launches on day ``s % 180`` (the others on day 0); a SKU sells on about 70 %
@@ -15,9 +17,8 @@ import datetime as dt
 from pyspark.sql import functions as F
 
 from shopai_spark.demand import features as feats
-from shopai_spark.demand import forecast as fc
 from shopai_spark.demand import panel as pnl
-from shopai_spark.demand.inventory import inventory_signals
+from shopai_spark.demand.evaluation import evaluate
 from shopai_spark.demand.job import PARTITION, SKU_DEMAND_FEATURES
 from shopai_spark.tables import Lakehouse, with_run_metadata
 
@@ -63,10 +64,11 @@ def run(bench) -> None:
         extra["panel_rows"] = lake.read(SKU_DEMAND_FEATURES).count()
         extra["columns"] = len(table.columns)
     with bench.stage("demand_forecast", **size) as extra:
-        frame = fc.with_model_columns(featured, demand).cache()
-        result = fc.evaluate(frame, demand, END)
-        origin = frame.filter(F.col("date") == F.lit(END + dt.timedelta(days=1)))
-        extra["inventory_rows"] = inventory_signals(origin, result, demand, END).count()
-        extra.update({k: round(v, 4) for k, v in result.metrics.items() if k.endswith(("_wape", "_mase"))})
-    for cached in (frame, featured, sales, activity):
+        result = evaluate(featured, END, demand)
+        extra["inventory_rows"] = result.signals.count()
+        extra.update({k: round(v, 4) for k, v in result.metrics.items()
+                      if k.endswith("_all") and k.startswith(("backtest_", "zero_wape", "moving_average_wape",
+                                                             "p90_coverage", "simulated_service_level"))})
+        extra.update({f"chosen_{name}": model for name, model in result.choice.items()})
+    for cached in (featured, sales, activity):
         cached.unpersist()

@@ -1,9 +1,11 @@
 # Databricks notebook source
 # MAGIC %md
-# MAGIC # Per-SKU demand features, baseline forecast and inventory signals
+# MAGIC # Per-SKU demand features, forecasts and inventory signals
 # MAGIC Builds the calendar-complete daily panel per SKU with leak-free lags, rolling statistics,
-# MAGIC calendar, price/promotion signals and targets (`gold.sku_demand_features`), evaluates the
-# MAGIC seasonal-naive and GBT forecasts on a time hold-out and writes `gold.inventory_signals`.
+# MAGIC calendar, price/promotion signals, demand class and targets (`gold.sku_demand_features`),
+# MAGIC runs the rolling-origin backtest of the statsforecast models, the GBT and the baselines (a model
+# MAGIC per demand class, quantiles, simulated service level; charts in the MLflow run) and writes
+# MAGIC `gold.inventory_signals` (reorder point = the service-level quantile of lead-time demand).
 # MAGIC `demand.mode = incremental` replaces only the last `demand.incremental_days` days.
 
 # COMMAND ----------
@@ -35,7 +37,7 @@ sku = dbutils.widgets.get("sku") or features.groupBy("sku").agg(F.sum("units").a
     .orderBy(F.desc("units"), "sku").first()["sku"]
 display(features.filter(F.col("sku") == sku)
         .select("date", "units", "views", "price", "promo_flag", "units_lag_7", "units_mean_28", "likely_stockout",
-                "target_1")
+                "demand_class", "target_1")
         .orderBy("date"))
 
 # COMMAND ----------

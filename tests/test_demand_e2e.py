@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from statistics import NormalDist
-
+import mlflow
 import pytest
 from pyspark.sql import functions as F
 
@@ -16,14 +15,15 @@ from .conftest import cli_args
 
 pytestmark = pytest.mark.e2e
 
-SMALL = ["demand.promotions_table=bronze.truth_promotions", "demand.gbt_max_iter=5",
-         "demand.holdout_days=14"]
+SMALL = ["demand.promotions_table=bronze.truth_promotions", "demand.gbt_max_iter=5", "demand.backtest_origins=6",
+         "demand.selection_origins=3"]
 
 
 def test_demand_on_the_generated_shop(tmp_path, mlflow_store, shop_lakehouse, make_config, spark, capsys):
     assert main("demand_features", cli_args(tmp_path, mlflow_store, *SMALL)) == 0
     out = capsys.readouterr().out
     assert "== demand_features" in out and "busy SKU" in out and "reorder point" in out
+    assert "none worse on the selection origins" in out
 
     lake = Lakehouse(spark, make_config(*SMALL).lakehouse)
     features = lake.read(SKU_DEMAND_FEATURES)
@@ -38,9 +38,15 @@ def test_demand_on_the_generated_shop(tmp_path, mlflow_store, shop_lakehouse, ma
     covered = (features.join(promos, "sku").filter(F.col("date").between(F.col("start_date"), F.col("end_date")))
                .select("sku", "date").distinct().count())
     assert covered > 0 and features.filter("promo_flag").count() == covered
-    # reorder point = lead-time forecast + z(service level) x error std, recomputed here
+    # every SKU active on the end date gets a positive reorder point and says where it came from
     signals = lake.read(INVENTORY_SIGNALS).toPandas()
-    z = NormalDist().inv_cdf(make_config(*SMALL).demand.service_level)
-    expected = signals["forecast_lead_time_units"] + z * signals["forecast_error_std"]
-    assert len(signals) > 0 and ((signals["reorder_point_units"] - expected).abs() < 1e-9).all()
-    assert (signals["safety_stock_units"] > 0).mean() > 0.5        # the spread is measured, not assumed zero
+    assert len(signals) > 0 and (signals["reorder_point_units"] > 0).all()
+    assert signals["forecast_model"].notna().all() and signals["interval_source"].notna().all()
+    assert ((signals["reorder_point_units"] - signals["forecast_lead_time_units"]
+             - signals["safety_stock_units"]).abs() < 1e-9).all()
+    # the GBT tracks each SKU's level: over the report origins it forecasts about what the moving
+    # average does, not half of it (the old absolute-units GBT's failure on this shop)
+    metrics = mlflow.get_run(mlflow.search_runs(experiment_names=[make_config().tracking.experiment])
+                             .iloc[0]["run_id"]).data.metrics
+    assert metrics["gbt_bias_all"] > metrics["moving_average_bias_all"] - 0.15
+    assert metrics["zero_wape_all"] == pytest.approx(1.0)

@@ -27,7 +27,7 @@ CONFIG = DemandConfig(
     start_date=str(START), end_date=str(END), lags=[1, 2, 7], rolling_windows=[3, 7], ewm_alpha=0.5, ewm_window=5,
     zero_share_windows=[7], price_window=7, promo_reference_days=14, holidays=["2024-02-14", "2024-03-29"],
     delist_after_days=20, stockout_rate_window=14, horizon=3, incremental_days=10, lead_time_days=3,
-    holdout_days=7,
+    class_window_days=30, origin_step_days=3,
 )
 
 
@@ -139,6 +139,15 @@ def _stockout(units: np.ndarray, i: int, run: float, views: float, config: Deman
     return chance < config.stockout_max_probability
 
 
+def _demand_class(adi: float, cv2: float) -> str | None:
+    """Syntetos–Boylan: ADI cut-off 1.32, CV² cut-off 0.49."""
+    if np.isnan(adi):
+        return None
+    if adi < 1.32:
+        return "smooth" if cv2 < 0.49 else "erratic"
+    return "intermittent" if cv2 < 0.49 else "lumpy"
+
+
 def reference_features(config: DemandConfig = CONFIG, end: dt.date = END) -> pd.DataFrame:
     """The same table computed row by row with pandas, straight from the docstrings' definitions."""
     orders_rows, items_rows, events_rows = sample_rows(end)
@@ -177,18 +186,22 @@ def reference_features(config: DemandConfig = CONFIG, end: dt.date = END) -> pd.
         f["avg_price"] = np.where(f.priced_units > 0, f.priced_revenue / f.priced_units.where(f.priced_units > 0),
                                   np.nan)
         u = f["units"].astype(float)
-        prev = u.shift(1)
         f["history_days"] = (dates - dates[0]).days
+        sale_day = pd.Series(np.where(u > 0, dates, pd.NaT), index=dates, dtype="datetime64[ns]")
+        last_sale = sale_day.ffill().shift(1)
+        f["days_since_last_sale"] = (pd.Series(dates, index=dates) - last_sale).dt.days
+        f["likely_stockout"] = [
+            float(_stockout(u.to_numpy(), i, run, views, config))
+            for i, (run, views) in enumerate(zip(f.days_since_last_sale, f.views, strict=True))]
+        demand = u.where(f["likely_stockout"] == 0)               # censored days left out
+        prev = demand.shift(1)
         for k in config.lags:
-            f[f"units_lag_{k}"] = u.shift(k)
+            f[f"units_lag_{k}"] = demand.shift(k)
         for w in config.rolling_windows:
             r = prev.rolling(w, min_periods=1)
             f[f"units_mean_{w}"], f[f"units_std_{w}"] = r.mean(), r.std()
             f[f"units_min_{w}"], f[f"units_max_{w}"], f[f"units_sum_{w}"] = r.min(), r.max(), r.sum()
         f["units_ewm"] = prev.rolling(config.ewm_window, min_periods=1).apply(lambda v: _ewm(v, decay), raw=True)
-        sale_day = pd.Series(np.where(u > 0, dates, pd.NaT), index=dates, dtype="datetime64[ns]")
-        last_sale = sale_day.ffill().shift(1)
-        f["days_since_last_sale"] = (pd.Series(dates, index=dates) - last_sale).dt.days
         for w in config.zero_share_windows:
             f[f"zero_share_{w}"] = (u == 0).astype(float).shift(1).rolling(w, min_periods=1).mean()
         f["views_sum_7"] = f["views"].shift(1).rolling(7, min_periods=1).sum()
@@ -202,9 +215,12 @@ def reference_features(config: DemandConfig = CONFIG, end: dt.date = END) -> pd.
         reference = past_price.rolling(ref_days, min_periods=1).max()
         f["promo_discount"] = 1 - f["price"] / reference
         f["promo_flag"] = (f["promo_discount"] >= config.promo_discount_threshold).astype(float)
-        f["likely_stockout"] = [
-            float(_stockout(u.to_numpy(), i, run, views, config))
-            for i, (run, views) in enumerate(zip(f.days_since_last_sale, f.views, strict=True))]
+        window = prev.rolling(config.class_window_days, min_periods=1)
+        sales = prev.where(prev > 0)
+        sale_window = sales.rolling(config.class_window_days, min_periods=1)
+        f["adi"] = window.count() / sale_window.count().where(sale_window.count() > 0)
+        f["cv2"] = sale_window.var(ddof=0) / sale_window.mean() ** 2
+        f["demand_class"] = [_demand_class(a, c) for a, c in zip(f["adi"], f["cv2"], strict=True)]
         f["day_of_week"] = dates.dayofweek + 1
         f["week_of_year"] = dates.isocalendar().week.to_numpy()
         f["month"] = dates.month
@@ -213,7 +229,7 @@ def reference_features(config: DemandConfig = CONFIG, end: dt.date = END) -> pd.
         f["is_holiday"] = dates.isin(holidays).astype(float)
         f["days_to_next_holiday"] = [next(((h - d).days for h in holidays if h >= d), np.nan) for d in dates]
         for h in range(1, config.horizon + 1):
-            f[f"target_{h}"] = u.rolling(h).sum().shift(-(h - 1))
+            f[f"target_{h}"] = demand.rolling(h).sum().shift(-(h - 1))     # NaN when a day is censored
         f["sku"], f["date"], f["first_sale_date"] = sku, dates.date, dates[0].date()
         frames.append(f.reset_index(drop=True))
     return pd.concat(frames, ignore_index=True)
@@ -225,9 +241,16 @@ def reference_features(config: DemandConfig = CONFIG, end: dt.date = END) -> pd.
 KEYS = ("sku", "date", "first_sale_date")
 
 
+def numeric_columns(config: DemandConfig) -> list[str]:
+    """Output columns but the string demand_class (checked on its own)."""
+    return [c for c in feats.output_columns(config) if c != "demand_class"]
+
+
 def as_doubles(df: DataFrame) -> DataFrame:
-    """Every non-key column cast to double (booleans → 0/1) so Spark and pandas types line up."""
-    return df.select(*KEYS, *[F.col(c).cast("double").alias(c) for c in df.columns if c not in KEYS])
+    """Every non-key, non-string column cast to double (booleans → 0/1) so Spark and pandas types line up."""
+    kinds = dict(df.dtypes)
+    return df.select(*KEYS, *[F.col(c) if kinds[c] == "string" else F.col(c).cast("double").alias(c)
+                              for c in df.columns if c not in KEYS])
 
 
 def pandas_to_spark(spark: SparkSession, pdf: pd.DataFrame, columns: list[str]) -> DataFrame:
@@ -248,10 +271,26 @@ def actual(spark) -> DataFrame:
 
 
 def test_every_feature_matches_the_pandas_reference(spark, actual):
-    columns = feats.output_columns(CONFIG)
+    columns = numeric_columns(CONFIG)
     expected = pandas_to_spark(spark, reference_features(), columns)
-    assert_approx_df_equality(as_doubles(actual).orderBy("sku", "date"), expected.orderBy("sku", "date"),
-                              precision=1e-9, ignore_nullable=True)
+    assert_approx_df_equality(as_doubles(actual.select(*columns)).orderBy("sku", "date"),
+                              expected.orderBy("sku", "date"), precision=1e-9, ignore_nullable=True)
+
+
+def test_demand_class_matches_the_reference(actual):
+    reference = reference_features()
+    want = {(r["sku"], r["date"]): r["demand_class"] for r in reference.to_dict("records")}
+    got = {(r["sku"], r["date"]): r["demand_class"] for r in actual.select("sku", "date", "demand_class").collect()}
+    assert got == want
+    assert {"smooth", "intermittent"} <= set(got.values())            # E sells daily, A on 60 % of days
+
+
+def test_censored_days_are_left_out_of_lags_and_targets(actual):
+    e = {r["date"]: r for r in actual.filter("sku = 'E'").collect()}
+    flagged = [d for d, r in e.items() if r["likely_stockout"]]
+    day = flagged[0]
+    assert e[day + dt.timedelta(days=1)]["units_lag_1"] is None
+    assert e[day - dt.timedelta(days=2)]["target_3"] is None and e[day]["target_1"] is None
 
 
 def test_grid_is_calendar_complete_within_each_skus_life(actual):

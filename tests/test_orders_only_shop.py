@@ -36,8 +36,9 @@ GUEST_ORDERS = 10
 SEGMENTS = ("segments.k=3", "segments.n_init=1")
 DEMAND = ("demand.lags=[1,7]", "demand.rolling_windows=[7]", "demand.zero_share_windows=[7]", "demand.ewm_window=7",
           "demand.price_window=7", "demand.promo_reference_days=14", "demand.stockout_rate_window=14",
-          "demand.horizon=3", "demand.lead_time_days=3", "demand.holdout_days=7", "demand.gbt_max_iter=3",
-          "demand.gbt_max_depth=2")
+          "demand.horizon=3", "demand.lead_time_days=3", "demand.gbt_max_iter=3", "demand.gbt_max_depth=2",
+          "demand.class_window_days=28", "demand.backtest_origins=4", "demand.selection_origins=2",
+          "demand.origin_step_days=7", "demand.min_history_days=14", "demand.min_class_skus=1")
 
 
 def shop_rows() -> dict[str, list[tuple]]:
@@ -155,7 +156,11 @@ def test_demand_without_events_counts_guest_units(spark, shop, mlflow_store, cap
     activity = ("views", "cart_adds", "views_sum_7", "cart_adds_sum_7")
     assert panel.filter(" OR ".join(f"{c} IS NOT NULL" for c in activity)).count() == 0
     assert panel.filter("likely_stockout").count() == 0
-    assert lake.read(INVENTORY_SIGNALS).count() > 0
+    signals = lake.read(INVENTORY_SIGNALS).toPandas()
+    assert len(signals) > 0 and (signals["reorder_point_units"] > 0).all()
+    # intermittent demand from orders alone: no class chose a model that lost to the zero forecast
+    assert set(signals["demand_class"].dropna()) & {"intermittent", "lumpy"}
+    assert "chosen models vs the zero forecast: none worse on the selection origins" in out
 
     params = job_run(folder, "demand_features").data.params
     assert "input_version.silver.order_items" in params and "input_version.silver.events" not in params

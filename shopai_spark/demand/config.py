@@ -11,8 +11,13 @@ from shopai_spark.config import setting
 # Holidays of the default config: New Year, Christmas and Boxing Day 2022..2026 (replace with the
 # shop's own calendar in conf/*.yaml).
 DEFAULT_HOLIDAYS = tuple(f"{y}-{md}" for y in range(2022, 2027) for md in ("01-01", "12-25", "12-26"))
-# Season length of the seasonal-naive forecast (weekly pattern).
+# Season length of the seasonal models (weekly pattern).
 SEASON_DAYS = 7
+# Forecast models by name: the two baselines, the per-SKU statsforecast models and the global GBT.
+BASELINES = ("zero", "moving_average")
+STAT_MODELS = ("seasonal_naive", "ets", "croston_sba", "tsb", "imapa", "arima")
+GLOBAL_MODELS = ("gbt",)
+MODELS = (*BASELINES, *STAT_MODELS, *GLOBAL_MODELS)
 
 
 def _check_date(key: str, value: str | None) -> None:
@@ -46,9 +51,14 @@ class DemandConfig:
     ``mode: incremental`` recomputes the last ``incremental_days`` days only (plus the look-back the
     windows need) and replaces exactly those rows; ``full`` rebuilds the table.
 
-    Forecast: the last ``holdout_days`` forecast origins whose ``lead_time_days`` target is known are
-    the hold-out; models predict ``target_<lead_time_days>``. Inventory: safety stock for
-    ``service_level``.
+    Demand class per row (Syntetos–Boylan ADI / CV² over the ``class_window_days`` past days).
+
+    Forecast: every model of ``models`` predicts the units of the ``lead_time_days`` days from a
+    forecast origin. Rolling-origin backtest: ``backtest_origins`` origins ``origin_step_days`` apart,
+    the last one the latest whose lead time has ended; the model of each demand class is chosen on the
+    first ``selection_origins`` and reported on the later ones. Quantiles (P50, P90, ``service_level``)
+    are conformal, from the scaled backtest errors of the chosen model of the class; the reorder point
+    is the ``service_level`` quantile of lead-time demand.
     """
 
     mode: Literal["full", "incremental"] = setting(
@@ -88,13 +98,31 @@ class DemandConfig:
                                                         "and empirical chances are both below this")
     horizon: int = setting(7, doc="target_1..target_<horizon>: target_h = units on the row's day and the "
                                   "h - 1 days after")
-    forecast: bool = setting(True, doc="evaluate the seasonal-naive and GBT forecasts; write "
+    forecast: bool = setting(True, doc="run the rolling-origin backtest of the forecast models and write "
                                        "gold.inventory_signals")
     lead_time_days: int = setting(7, doc="L, <= horizon: forecasts predict target_L; also the inventory lead "
                                          "time")
-    holdout_days: int = setting(28, doc="forecast dates in the hold-out (the last ones with a known target)")
-    service_level: float = setting(0.95, doc="(0, 1): cycle service level; safety stock = its normal z x the "
-                                             "error std")
+    class_window_days: int = setting(364, doc="demand_class, adi and cv2 are measured over this many past days")
+    models: list[str] = setting(
+        factory=lambda: list(MODELS),
+        doc="forecast models compared in the backtest: zero and moving_average (baselines, always "
+            "included), seasonal_naive, ets, croston_sba, tsb, imapa, arima (statsforecast, per SKU) and gbt "
+            "(global Spark GBT)")
+    moving_average_days: int = setting(28, doc="the moving_average baseline: mean of the last this many "
+                                               "uncensored days")
+    fit_window_days: int = setting(182, doc="per-SKU models are fitted on at most this many latest uncensored "
+                                            "days before the origin")
+    min_history_days: int = setting(28, doc="uncensored days before an origin a SKU needs for per-SKU models; "
+                                            "fewer: flagged short_history fallback (mean of its days)")
+    backtest_origins: int = setting(8, doc="forecast origins of the rolling-origin backtest (>= 2)")
+    selection_origins: int = setting(4, doc="the first this many origins choose the model of each demand "
+                                            "class; the later ones are reported (1 .. backtest_origins - 1)")
+    origin_step_days: int = setting(7, doc="days between backtest origins (>= lead_time_days, so that no "
+                                           "chosen-on target overlaps a reported origin's training data)")
+    min_class_skus: int = setting(10, doc="a demand class with fewer SKUs in the selection rows uses the "
+                                          "model chosen on all SKUs")
+    service_level: float = setting(0.95, doc="(0, 1): target cycle service level; reorder point = this "
+                                             "quantile of lead-time demand")
     gbt_max_iter: int = setting(30, doc="GBTRegressor trees (maxIter, >= 1)")
     gbt_max_depth: int = setting(5, doc="GBTRegressor tree depth (maxDepth, >= 1)")
     max_train_rows: int = setting(500_000, doc="GBT training rows are sampled down to about this many")
@@ -112,8 +140,9 @@ class DemandConfig:
             if not values or any(v < 1 for v in values) or len(set(values)) != len(values):
                 raise ValueError(f"demand.{name} must be distinct integers >= 1, got {values}")
         for name in ("ewm_window", "price_window", "promo_reference_days", "stockout_rate_window", "horizon",
-                     "lead_time_days", "holdout_days", "delist_after_days", "gbt_max_iter", "gbt_max_depth",
-                     "max_train_rows"):
+                     "lead_time_days", "delist_after_days", "gbt_max_iter", "gbt_max_depth", "max_train_rows",
+                     "class_window_days", "moving_average_days", "fit_window_days", "min_history_days",
+                     "origin_step_days", "min_class_skus"):
             if getattr(self, name) < 1:
                 raise ValueError(f"demand.{name} must be >= 1, got {getattr(self, name)}")
         if self.incremental_days <= self.horizon:
@@ -125,6 +154,16 @@ class DemandConfig:
         for name in ("ewm_alpha", "promo_discount_threshold", "stockout_max_probability", "service_level"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"demand.{name} must be in (0, 1), got {getattr(self, name)}")
+        unknown = sorted(set(self.models) - set(MODELS))
+        if unknown or not set(BASELINES) <= set(self.models):
+            raise ValueError(f"demand.models must hold {', '.join(BASELINES)} (the baselines) and only models of "
+                             f"{', '.join(MODELS)}; got {self.models}")
+        if self.backtest_origins < 2 or not 1 <= self.selection_origins < self.backtest_origins:
+            raise ValueError(f"demand.backtest_origins must be >= 2 and demand.selection_origins in 1.."
+                             f"{self.backtest_origins - 1}, got {self.backtest_origins} and {self.selection_origins}")
+        if self.origin_step_days < self.lead_time_days:
+            raise ValueError(f"demand.origin_step_days must be >= demand.lead_time_days ({self.lead_time_days}), "
+                             f"got {self.origin_step_days}")
         if self.promotions_table is not None and self.promotions_table.count(".") != 1:
             raise ValueError(f"demand.promotions_table must look like layer.name, got {self.promotions_table!r}")
         if self.start_date and self.end_date and self.start_date > self.end_date:
@@ -134,4 +173,5 @@ class DemandConfig:
     def lookback_days(self) -> int:
         """Days of history a feature at a date can read: the longest window or lag."""
         return max(*self.lags, *self.rolling_windows, *self.zero_share_windows, self.ewm_window,
-                   self.price_window, self.promo_reference_days, self.stockout_rate_window, SEASON_DAYS)
+                   self.price_window, self.promo_reference_days, self.stockout_rate_window, self.class_window_days,
+                   SEASON_DAYS)

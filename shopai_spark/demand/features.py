@@ -6,9 +6,18 @@ Windows shorter than ``w`` at the start of a SKU's life use the days there are (
 ``rolling(w, min_periods=1)`` on the shifted series); with no earlier day the feature is null.
 Calendar and holiday features describe the date itself (known in advance).
 
+Censored days: a ``likely_stockout`` day measured supply, not demand. Its units are left out of the
+demand features (lags are null on it; rolling windows, the weighted mean and the demand class skip
+it) and of the targets (a target whose days include one is null).
+
 Targets: ``target_h`` = units on days ``t .. t+h-1`` (the row's own day is the first forecast day:
-nothing of it is in the features), null unless all ``h`` days are in the SKU's grid and on or before
-the run's end date.
+nothing of it is in the features), null unless all ``h`` days are in the SKU's grid, on or before
+the run's end date and not censored.
+
+Demand class (Syntetos–Boylan): over the SKU's uncensored days among the ``class_window_days`` days
+before ``t``, ``adi`` = days / days with sales and ``cv2`` = (population std / mean)² of the units on
+days with sales; ``demand_class`` is smooth (adi < 1.32, cv2 < 0.49), erratic (adi < 1.32),
+intermittent (cv2 < 0.49) or lumpy; all three are null without an earlier sale in the window.
 
 Without silver.events (panel ``views`` / ``cart_adds`` null) the activity features
 ``views_sum_7`` / ``cart_adds_sum_7`` are null and ``likely_stockout`` is never set (it needs views);
@@ -29,6 +38,10 @@ from shopai_spark.demand.panel import PANEL_COLUMNS
 Transform = Callable[[DataFrame], DataFrame]
 ACTIVITY_WINDOW = 7
 STATS = ("mean", "std", "min", "max", "sum")
+DEMAND = "_demand"        # units, null on a censored (likely_stockout) day
+ADI_CUTOFF = 1.32
+CV2_CUTOFF = 0.49
+DEMAND_CLASSES = ("smooth", "erratic", "intermittent", "lumpy")
 CALENDAR_COLUMNS = ("day_of_week", "week_of_year", "month", "is_month_start", "is_month_end", "is_holiday",
                     "days_to_next_holiday")
 
@@ -43,8 +56,8 @@ def past(days: int) -> Window:
     return by_sku().rowsBetween(-days, -1)
 
 
-def _agg(stat: str, column: str, days: int) -> Column:
-    col = F.col(column)
+def _agg(stat: str, days: int) -> Column:
+    col = F.col(DEMAND)
     fn = {"mean": F.avg, "std": F.stddev_samp, "min": F.min, "max": F.max, "sum": F.sum}[stat]
     return fn(col).over(past(days))
 
@@ -62,6 +75,7 @@ def feature_columns(config: DemandConfig) -> list[str]:
         "price", f"price_mean_{config.price_window}", f"price_rel_{config.price_window}",
         "promo_discount", "promo_flag",
         *CALENDAR_COLUMNS,
+        "adi", "cv2",
     ]
 
 
@@ -71,34 +85,64 @@ def target_columns(config: DemandConfig) -> list[str]:
 
 def output_columns(config: DemandConfig) -> list[str]:
     """Columns of :func:`add_features`'s output, in table order."""
-    return [*PANEL_COLUMNS, "likely_stockout", *feature_columns(config), *target_columns(config)]
+    return [*PANEL_COLUMNS, "likely_stockout", *feature_columns(config), "demand_class", *target_columns(config)]
 
 
 def with_history_and_lags(config: DemandConfig) -> Transform:
-    """+ history_days (days since the first sale), units_lag_<k> for k in ``config.lags``."""
+    """+ history_days (days since the first sale), units_lag_<k> for k in ``config.lags`` (null when
+    that day is censored)."""
     def apply(df: DataFrame) -> DataFrame:
         return df.select("*", F.datediff("date", "first_sale_date").alias("history_days"),
-                         *[F.lag("units", k).over(by_sku()).alias(f"units_lag_{k}") for k in config.lags])
+                         *[F.lag(DEMAND, k).over(by_sku()).alias(f"units_lag_{k}") for k in config.lags])
     return apply
 
 
 def with_rolling(config: DemandConfig) -> Transform:
-    """+ units_<mean|std|min|max|sum>_<w> over the ``w`` past days, for w in ``config.rolling_windows``
-    (std: sample std, null with fewer than 2 days)."""
+    """+ units_<mean|std|min|max|sum>_<w> over the uncensored days among the ``w`` past days, for w
+    in ``config.rolling_windows`` (std: sample std, null with fewer than 2 days)."""
     def apply(df: DataFrame) -> DataFrame:
-        return df.select("*", *[_agg(s, "units", w).alias(f"units_{s}_{w}")
+        return df.select("*", *[_agg(s, w).alias(f"units_{s}_{w}")
                                 for w in config.rolling_windows for s in STATS])
     return apply
 
 
+def with_demand_class(window_days: int) -> Transform:
+    """+ adi, cv2, demand_class over the uncensored days among the ``window_days`` past days (see the
+    module docstring). Window sums are differences of running sums (``sum(t-w..t-1) = S(t) - S(t-w)``
+    with ``S(t)`` the sum before day t), so the cost does not grow with the window."""
+    def window_sum(value: Column) -> Column:
+        running = F.sum(value).over(by_sku().rowsBetween(Window.unboundedPreceding, -1))
+        return F.coalesce(running, F.lit(0.0)) - F.coalesce(F.lag(running, window_days).over(by_sku()), F.lit(0.0))
+
+    demand = F.col(DEMAND).cast("double")
+    sale = F.when(demand > 0, 1.0).otherwise(0.0)
+
+    def apply(df: DataFrame) -> DataFrame:
+        staged = df.select("*", window_sum(F.when(demand.isNotNull(), 1.0).otherwise(0.0)).alias("_days"),
+                           window_sum(sale).alias("_sales"), window_sum(sale * demand).alias("_sum"),
+                           window_sum(sale * demand * demand).alias("_sumsq"))
+        sales = F.col("_sales")
+        mean = F.col("_sum") / sales
+        has_sale = sales > 0
+        staged = staged.select("*", F.when(has_sale, F.col("_days") / sales).alias("adi"),
+                               F.when(has_sale, F.greatest(F.col("_sumsq") / sales - mean * mean, F.lit(0.0))
+                                      / (mean * mean)).alias("cv2"))
+        regular, steady = F.col("adi") < ADI_CUTOFF, F.col("cv2") < CV2_CUTOFF
+        demand_class = (F.when(F.col("adi").isNull(), F.lit(None).cast("string"))
+                        .when(regular & steady, "smooth").when(regular, "erratic")
+                        .when(steady, "intermittent").otherwise("lumpy"))
+        return staged.withColumn("demand_class", demand_class).drop("_days", "_sales", "_sum", "_sumsq")
+    return apply
+
+
 def with_ewm(alpha: float, window: int) -> Transform:
-    """+ units_ewm: exponentially weighted mean of the last ``window`` past days,
+    """+ units_ewm: exponentially weighted mean of the uncensored days among the last ``window`` past days,
     sum_k (1-alpha)^k u[t-1-k] / sum_k (1-alpha)^k over the k = 0..n-1 days there are (n <= window);
     pandas ``ewm(alpha, adjust=True)`` truncated to ``window`` days. Null with no past day."""
     decay = 1.0 - alpha
 
     def apply(df: DataFrame) -> DataFrame:
-        history = F.collect_list(F.col("units").cast("double")).over(past(window))
+        history = F.collect_list(F.col(DEMAND).cast("double")).over(past(window))
         n = F.size(history)
         # Horner over oldest → newest: sum_i x_i * decay^(n-1-i)
         weighted = F.aggregate(history, F.lit(0.0), lambda acc, x: acc * decay + x)
@@ -219,11 +263,12 @@ def with_calendar(holidays: list[str]) -> Transform:
 
 
 def with_targets(horizon: int, end_date: dt.date) -> Transform:
-    """+ target_1..target_<horizon>: units on days t..t+h-1 when all h days are in the grid and on or
-    before ``end_date``; null otherwise (the future is not known yet, or the SKU was delisted)."""
+    """+ target_1..target_<horizon>: units on days t..t+h-1 when all h days are in the grid, on or
+    before ``end_date`` and uncensored; null otherwise (the future is not known yet, the SKU was
+    delisted, or a stockout hid the demand)."""
     def target(h: int) -> Column:
         frame = by_sku().rowsBetween(0, h - 1)
-        known = (F.count("units").over(frame) == h) & (F.date_add("date", h - 1) <= F.lit(end_date))
+        known = ((F.count(DEMAND).over(frame) == h) & (F.date_add("date", h - 1) <= F.lit(end_date)))
         return F.when(known, F.sum("units").over(frame)).alias(f"target_{h}")
 
     def apply(df: DataFrame) -> DataFrame:
@@ -234,16 +279,17 @@ def with_targets(horizon: int, end_date: dt.date) -> Transform:
 def add_features(panel: DataFrame, config: DemandConfig, end_date: dt.date,
                  promotions: DataFrame | None = None) -> DataFrame:
     """Panel (:func:`shopai_spark.demand.panel.build_panel`) → panel columns + likely_stockout +
-    :func:`feature_columns` + :func:`target_columns` (``prior_last_sale_date`` dropped)."""
-    df = (panel
-          .transform(with_history_and_lags(config))
-          .transform(with_rolling(config))
-          .transform(with_ewm(config.ewm_alpha, config.ewm_window))
-          .transform(with_intermittency(config))
-          .transform(with_price(config)))
+    :func:`feature_columns` + demand_class + :func:`target_columns` (``prior_last_sale_date``
+    dropped). The stockout flag comes first: the demand features and targets leave its days out."""
+    df = panel.transform(with_intermittency(config)).transform(with_price(config))
     if promotions is not None:
         df = df.transform(with_promotions(promotions))
     return (df.transform(with_stockout(config))
+            .withColumn(DEMAND, F.when(~F.col("likely_stockout"), F.col("units")))
+            .transform(with_history_and_lags(config))
+            .transform(with_rolling(config))
+            .transform(with_ewm(config.ewm_alpha, config.ewm_window))
+            .transform(with_demand_class(config.class_window_days))
             .transform(with_calendar(config.holidays))
             .transform(with_targets(config.horizon, end_date))
-            .drop("prior_last_sale_date"))
+            .drop("prior_last_sale_date", DEMAND))

@@ -1,61 +1,60 @@
-"""gold.inventory_signals: per SKU, lead-time demand forecast, safety stock and reorder point.
+"""gold.inventory_signals: per SKU, the lead-time demand forecast, its quantiles and the reorder point.
 
-For every SKU still active on the end date, the forecast origin is the day after it (its features use
-data up to the end date). With the better hold-out model (lower WAPE):
+For every SKU with a forecast at the serving origin (the day after the end date), the forecast of the
+model chosen for its demand class (:func:`~shopai_spark.demand.backtest.choose_models`), or a flagged
+fallback (``fallback_reason``):
 
-* ``forecast_lead_time_units`` = the model's forecast of units over the next ``lead_time_days`` days;
-* ``forecast_error_std`` = the sample std of that model's lead-time errors (actual - forecast) over the
-  SKU's hold-out rows (``error_std_source = holdout``); with fewer than 2 hold-out rows, the Poisson
-  value sqrt(forecast) (``error_std_source = poisson``);
-* ``safety_stock_units`` = z x forecast_error_std with z = NormalDist().inv_cdf(service_level)
-  (the errors are already over the lead time, so no sqrt(L) scaling);
-* ``reorder_point_units`` = forecast_lead_time_units + safety_stock_units.
+* ``short_history``: fewer than ``min_history_days`` uncensored days: the mean of its days x L
+  (``forecast_model = short_history``);
+* ``chosen_model_unavailable``: the chosen model has no forecast for the SKU: the moving average;
+* ``fit_failed``: the chosen model failed on the SKU's series: the moving average (model name kept).
+
+Quantiles of lead-time demand are conformal (:func:`~shopai_spark.demand.backtest.with_quantiles`,
+calibrated on every backtest origin; ``interval_source`` names the class whose errors were used):
+``lead_time_p50_units``, ``lead_time_p90_units``; ``reorder_point_units`` = the ``service_level``
+quantile; ``safety_stock_units`` = reorder point − ``forecast_lead_time_units``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from statistics import NormalDist
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from shopai_spark.demand.backtest import quantile_levels
 from shopai_spark.demand.config import DemandConfig
-from shopai_spark.demand.forecast import GBT, LABEL, ForecastResult, predict
+from shopai_spark.demand.models import SHORT_HISTORY
 
-INVENTORY_COLUMNS = ("sku", "as_of_date", "lead_time_days", "service_level", "forecast_model",
-                     "forecast_lead_time_units", "forecast_error_std", "error_std_source", "holdout_rows",
-                     "safety_stock_units", "reorder_point_units")
-
-
-def service_z(service_level: float) -> float:
-    """z of the standard normal for a cycle service level (0.95 → 1.645)."""
-    return NormalDist().inv_cdf(service_level)
+INVENTORY_COLUMNS = ("sku", "as_of_date", "demand_class", "lead_time_days", "service_level", "forecast_model",
+                     "fallback_reason", "history_days", "forecast_lead_time_units", "lead_time_p50_units",
+                     "lead_time_p90_units", "reorder_point_units", "safety_stock_units", "interval_source")
 
 
-def error_spread(holdout: DataFrame, model: str) -> DataFrame:
-    """Hold-out predictions (sku, label, <model>) → sku, holdout_rows, error_std (null below 2 rows)."""
-    return holdout.groupBy("sku").agg(F.count("*").alias("holdout_rows"),
-                                      F.stddev_samp(F.col(LABEL) - F.col(model)).alias("error_std"))
+def serving_forecasts(rows: DataFrame, chosen: Column) -> DataFrame:
+    """Forecast rows at the serving origin (every model; demand_class) → one row per SKU: the chosen
+    model's (``chosen``: its name per row), else the short-history fallback, else the moving
+    average; + fallback_reason."""
+    rank = (F.when(F.col("model") == chosen, 1).when(F.col("model") == SHORT_HISTORY, 2)
+            .when(F.col("model") == "moving_average", 3))
+    reason = (F.when(F.col("_rank") == 2, F.lit(SHORT_HISTORY))
+              .when(F.col("_rank") == 3, F.lit("chosen_model_unavailable"))
+              .when(F.col("fit_failed"), F.lit("fit_failed")))
+    first = Window.partitionBy("sku").orderBy("_rank")
+    return (rows.withColumn("_rank", rank).filter(F.col("_rank").isNotNull())
+            .withColumn("_first", F.row_number().over(first)).filter(F.col("_first") == 1)
+            .withColumn("fallback_reason", reason).drop("_rank", "_first"))
 
 
-def inventory_signals(origin: DataFrame, result: ForecastResult, config: DemandConfig,
-                      end_date: dt.date) -> DataFrame:
-    """Forecast-origin rows (:func:`~shopai_spark.demand.forecast.with_model_columns` of the day after
-    the end date) → :data:`INVENTORY_COLUMNS`, one row per SKU."""
-    scored = predict(result.model, origin) if result.best == GBT else origin
-    forecast = F.greatest(F.col(result.best), F.lit(0.0))
-    spread = error_spread(result.holdout, result.best)
-    from_holdout = F.col("error_std").isNotNull()
-    std = F.when(from_holdout, F.col("error_std")).otherwise(F.sqrt("forecast_lead_time_units"))
-    z = service_z(config.service_level)
-    return (scored.select("sku", forecast.alias("forecast_lead_time_units"))
-            .join(spread, "sku", "left")
-            .select("sku", F.lit(end_date).alias("as_of_date"), F.lit(config.lead_time_days).alias("lead_time_days"),
-                    F.lit(config.service_level).alias("service_level"), F.lit(result.best).alias("forecast_model"),
-                    "forecast_lead_time_units", std.alias("forecast_error_std"),
-                    F.when(from_holdout, "holdout").otherwise("poisson").alias("error_std_source"),
-                    F.coalesce("holdout_rows", F.lit(0).cast("long")).alias("holdout_rows"))
-            .withColumn("safety_stock_units", F.col("forecast_error_std") * z)
-            .withColumn("reorder_point_units", F.col("forecast_lead_time_units") + F.col("safety_stock_units"))
-            .select(*INVENTORY_COLUMNS))
+def inventory_signals(serving: DataFrame, config: DemandConfig, end_date: dt.date) -> DataFrame:
+    """Serving rows with quantile columns (:func:`serving_forecasts` then
+    :func:`~shopai_spark.demand.backtest.with_quantiles`) → :data:`INVENTORY_COLUMNS`."""
+    service = [name for name, level in quantile_levels(config).items() if level == config.service_level][0]
+    return serving.select(
+        "sku", F.lit(end_date).alias("as_of_date"), "demand_class",
+        F.lit(config.lead_time_days).alias("lead_time_days"), F.lit(config.service_level).alias("service_level"),
+        F.col("model").alias("forecast_model"), "fallback_reason", "history_days",
+        F.col("forecast").alias("forecast_lead_time_units"), F.col("p50").alias("lead_time_p50_units"),
+        F.col("p90").alias("lead_time_p90_units"), F.col(service).alias("reorder_point_units"),
+        (F.col(service) - F.col("forecast")).alias("safety_stock_units"), "interval_source",
+    ).select(*INVENTORY_COLUMNS)

@@ -2,14 +2,17 @@
 
 Steps: clean order lines (bad lines counted, see :mod:`~shopai_spark.demand.panel`), daily sales and
 activity, SKU lives, calendar-complete panel, features and targets; then (``demand.forecast``) the
-seasonal-naive and GBT baselines on a time hold-out (WAPE/MASE to MLflow) and
-gold.inventory_signals. Everything is computed before anything is written; if the second write
+rolling-origin backtest of the per-SKU statsforecast models, the global GBT and the baselines (a
+model per demand class, conformal quantiles, simulated service level: see
+:mod:`~shopai_spark.demand.evaluation`) and gold.inventory_signals. Everything is computed before anything is written; if the second write
 fails, the table already written is restored to its previous version (Lakehouse.overwrite_all).
 
 ``demand.mode = full`` rewrites gold.sku_demand_features (partitioned by ``month``).
 ``incremental`` recomputes the days from ``end_date - incremental_days + 1`` (reading
 ``lookback_days`` more days of history for the windows) and replaces exactly those rows with
-``replaceWhere``; it falls back to full when the table does not exist yet.
+``replaceWhere``, from earlier when the stored table ends more than ``incremental_days - horizon``
+days before the end date (no day is left out); it falls back to full when the table does not
+exist yet or is empty.
 
 silver.orders and silver.order_items are required; every order counts, guest checkouts (null
 ``user_id``) included. silver.events is optional: a shop with an order export only gets null
@@ -26,11 +29,11 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from shopai_spark.demand import charts
 from shopai_spark.demand import features as feats
-from shopai_spark.demand import forecast as fc
 from shopai_spark.demand import panel as pnl
 from shopai_spark.demand.config import DemandConfig
-from shopai_spark.demand.inventory import inventory_signals
+from shopai_spark.demand.evaluation import ForecastEvaluation, evaluate
 from shopai_spark.errors import EmptyInputError
 from shopai_spark.runtime import JobContext, JobSummary
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS
@@ -67,14 +70,26 @@ def promotions_ref(config: DemandConfig) -> TableRef | None:
 
 
 def incremental_start(ctx: JobContext, end_date: dt.date) -> dt.date | None:
-    """First recomputed day in incremental mode; None for a full rebuild."""
+    """First recomputed day in incremental mode; None for a full rebuild.
+
+    ``end_date - incremental_days + 1``, moved earlier when the stored table's last day ``s`` is
+    older: every row from ``s - horizon + 2`` on had a target that was still unknown, and every day
+    after ``s`` is new, so none is missing however long ago the last run was."""
     config = ctx.config
     if config.mode != "incremental":
         return None
-    if not ctx.lakehouse.exists(SKU_DEMAND_FEATURES):
-        log.warning("demand: %s does not exist yet; incremental run falls back to a full rebuild", SKU_DEMAND_FEATURES)
+    stored_end = (ctx.lakehouse.read(SKU_DEMAND_FEATURES).agg(F.max("date")).first()[0]
+                  if ctx.lakehouse.exists(SKU_DEMAND_FEATURES) else None)
+    if stored_end is None:
+        log.warning("demand: %s does not exist or is empty; incremental run falls back to a full rebuild",
+                    SKU_DEMAND_FEATURES)
         return None
-    return end_date - dt.timedelta(days=config.incremental_days - 1)
+    planned = end_date - dt.timedelta(days=config.incremental_days - 1)
+    needed = stored_end - dt.timedelta(days=config.horizon - 2)
+    if needed < planned:
+        log.warning("demand: the stored table ends %s; recomputing from %s (not %s) so that no day is missing",
+                    stored_end, needed, planned)
+    return min(planned, needed)
 
 
 def build_features(ctx: JobContext, lines: DataFrame, events: DataFrame | None, end_date: dt.date,
@@ -125,7 +140,7 @@ def busy_sku_lines(config: DemandConfig, table: DataFrame, signals: DataFrame | 
                               .groupBy("sku").agg(F.sum("units").alias("u")).orderBy(F.desc("u"), "sku")
                               .first()["sku"])
     columns = ["date", "units", "views", "price", "promo_flag", f"units_mean_{max(config.rolling_windows)}",
-               "likely_stockout", "target_1"]
+               "likely_stockout", "demand_class", "target_1"]
     last = (table.filter(F.col("sku") == sku).orderBy(F.desc("date")).limit(DEMO_DAYS).select(*columns)
             .toPandas().sort_values("date"))
     lines = [f"  busy SKU {sku}: last {len(last)} days of the panel", *("    " + s for s in
@@ -133,27 +148,22 @@ def busy_sku_lines(config: DemandConfig, table: DataFrame, signals: DataFrame | 
     if signals is not None:
         row = signals.filter(F.col("sku") == sku).first()
         if row is not None:
-            lines.append(f"    inventory ({row['forecast_model']}, lead time {row['lead_time_days']} d, service "
-                         f"{row['service_level']:.0%}): forecast {row['forecast_lead_time_units']:.1f} units, "
-                         f"safety stock {row['safety_stock_units']:.1f}, reorder point "
-                         f"{row['reorder_point_units']:.1f}")
+            lines.append(f"    inventory ({row['forecast_model']}, {row['demand_class']}, lead time "
+                         f"{row['lead_time_days']} d, service {row['service_level']:.0%}): forecast "
+                         f"{row['forecast_lead_time_units']:.1f} units (P50 {row['lead_time_p50_units']:.1f}, "
+                         f"P90 {row['lead_time_p90_units']:.1f}), reorder point {row['reorder_point_units']:.1f}, "
+                         f"safety stock {row['safety_stock_units']:.1f}")
     return lines
 
 
 def forecast_and_signals(ctx: JobContext, featured: DataFrame, from_date: dt.date | None,
-                         end_date: dt.date) -> tuple[fc.ForecastResult | None, DataFrame | None]:
-    """Hold-out evaluation of the forecasts and, with the better model, the inventory signals as of
-    ``end_date`` (cached); (None, None) when there is too little history."""
-    config = ctx.config
-    frame = fc.with_model_columns(training_frame(ctx, featured, from_date), config).persist(
-        StorageLevel.MEMORY_AND_DISK)
-    result = fc.evaluate(frame, config, end_date)
-    signals = None
-    if result is not None:
-        origin = frame.filter(F.col("date") == F.lit(end_date + dt.timedelta(days=1)))
-        signals = inventory_signals(origin, result, config, end_date).cache()
+                         end_date: dt.date) -> ForecastEvaluation | None:
+    """The rolling-origin backtest and, with the models it chose, the inventory signals as of
+    ``end_date`` (cached); None when the history is too short for the selection and report origins."""
+    frame = training_frame(ctx, featured, from_date).persist(StorageLevel.MEMORY_AND_DISK)
+    result = evaluate(frame, end_date, ctx.config)
     frame.unpersist()
-    return result, signals
+    return result
 
 
 def write_gold(ctx: JobContext, table: DataFrame, signals: DataFrame | None, from_date: dt.date | None,
@@ -171,19 +181,55 @@ def write_gold(ctx: JobContext, table: DataFrame, signals: DataFrame | None, fro
     return tables
 
 
-def log_forecast(ctx: JobContext, result: fc.ForecastResult | None) -> list[str]:
-    """Log the forecast metrics table, hold-out totals and chart; return the summary line."""
+def log_forecast(ctx: JobContext, result: ForecastEvaluation | None) -> list[str]:
+    """Log the backtest tables, chosen models and charts; return the summary lines."""
     config = ctx.config
     if result is None:
-        return ["  forecast skipped: not enough history for a training set and a hold-out"] if config.forecast else []
-    ctx.run.log_table(fc.metrics_table(result), "forecast_metrics")
-    by_date = fc.holdout_by_date(result)
-    ctx.run.log_table(by_date, "holdout_by_date")
-    ctx.run.log_figure(fc.plot_holdout(by_date, config.lead_time_days), "holdout_forecast")
-    scores = ", ".join(f"{m} WAPE {result.metrics[f'{m}_wape'] or float('nan'):.3f} "
-                       f"MASE {result.metrics[f'{m}_mase'] or float('nan'):.3f}" for m in fc.MODELS)
-    return [f"  forecast of units over {config.lead_time_days} days on hold-out "
-            f"{result.split.holdout_start}..{result.split.holdout_end}: {scores} → {result.best}"]
+        return ["  forecast skipped: not enough history for the backtest's selection and report origins"] \
+            if config.forecast else []
+    ctx.run.log_params({f"demand.chosen_model_{name}": model for name, model in result.choice.items()})
+    ctx.run.log_table(result.selection_scores, "backtest_selection_scores")
+    ctx.run.log_table(result.report_scores, "backtest_report_scores")
+    ctx.run.log_table(result.report_quantiles, "backtest_quantiles")
+    ctx.run.log_table(result.service, "simulated_service")
+    ctx.run.log_figure(charts.error_by_class(result.report_scores), "backtest_error_by_class")
+    if not result.fan.empty:
+        ctx.run.log_figure(charts.fan_chart(result.fan, config.lead_time_days), "fan_chart")
+    if not result.service.empty:
+        ctx.run.log_figure(charts.service_levels(result.service, config.service_level), "service_level")
+    return summary_lines(result, config)
+
+
+def summary_lines(result: ForecastEvaluation, config: DemandConfig) -> list[str]:
+    """Per class: the chosen model, report-origin WAPE against the baselines, P90 coverage and the
+    simulated service level against the target."""
+    origins = result.origins
+    lines = [f"  backtest of units over {config.lead_time_days} days: models chosen on origins "
+             f"{origins.selection[0]}..{origins.selection[-1]}, reported on {origins.report[0]}..{origins.report[-1]}"]
+    metrics = result.metrics
+    classes = [c for c in ("smooth", "erratic", "intermittent", "lumpy", "none", "all")
+               if f"backtest_wape_{c}" in metrics]
+
+    def show(key: str, name: str) -> str:
+        value = metrics.get(f"{key}_{name}")
+        return "n/a" if value is None else f"{value:.3f}"
+
+    for name in classes:
+        lines.append(f"    {name:<12} {result.choice.get(name, result.choice['all']):<14} WAPE {show('backtest_wape', name)}"
+                     f" (zero {show('zero_wape', name)}, moving average {show('moving_average_wape', name)}),"
+                     f" P90 coverage {show('p90_coverage', name)}, service level {show('simulated_service_level', name)}"
+                     f" (target {config.service_level:.2f})")
+    chosen_wape = result.selection_scores.set_index(["class", "model"])["wape"]
+    lost = [c for c in classes if (c, result.choice.get(c, result.choice["all"])) in chosen_wape.index
+            and (c, "zero") in chosen_wape.index
+            and chosen_wape[(c, result.choice.get(c, result.choice["all"]))] > chosen_wape[(c, "zero")]]
+    later = [c for c in classes if metrics[f"backtest_wape_{c}"] > metrics.get(f"zero_wape_{c}", float("inf"))]
+    lines.append("    chosen models vs the zero forecast: "
+                 + (f"worse on the selection origins in {', '.join(lost)} (too few SKUs for a class choice)"
+                    if lost else "none worse on the selection origins")
+                 + (f"; worse on the report origins in {', '.join(later)}" if later else
+                    "; none worse on the report origins"))
+    return lines
 
 
 def run(ctx: JobContext) -> JobSummary:
@@ -215,8 +261,10 @@ def run(ctx: JobContext) -> JobSummary:
     result = signals = None
     if config.forecast:
         with ctx.step("forecast + inventory") as counts:
-            result, signals = forecast_and_signals(ctx, featured, from_date, end_date)
-            counts.update(best=result.best if result else None, skus=signals.count() if signals else 0)
+            result = forecast_and_signals(ctx, featured, from_date, end_date)
+            signals = result.signals if result else None
+            counts.update(skus=signals.count() if signals else 0,
+                          fallbacks=signals.filter(F.col("fallback_reason").isNotNull()).count() if signals else 0)
     with ctx.step("write"):
         tables = write_gold(ctx, table, signals, from_date, stats["panel_rows"])
     metrics = {**{f"lines_{k}": float(v) for k, v in issues.items()}, **{k: float(v) for k, v in stats.items()},
@@ -228,4 +276,6 @@ def run(ctx: JobContext) -> JobSummary:
     for cached in (featured, sales, lines):
         cached.unpersist()
     return JobSummary(job=ctx.job, run_id=ctx.run.run_id, tables=tables,
-                      metrics={k: v for k, v in metrics.items() if k.endswith(("_wape", "_mase"))}, lines=lines_out)
+                      metrics={k: v for k, v in metrics.items() if k.startswith(("backtest_wape_all", "zero_wape_all",
+                                                                                   "simulated_service_level_all"))},
+                      lines=lines_out)
