@@ -15,8 +15,10 @@ from .conftest import cli_args
 
 pytestmark = pytest.mark.e2e
 
+# ARIMA (three quarters of the per-SKU fitting time) is left out here; tests/test_demand_models.py
+# checks it against the library, and the pipeline tests run it.
 SMALL = ["demand.promotions_table=bronze.truth_promotions", "demand.gbt_max_iter=5", "demand.backtest_origins=6",
-         "demand.selection_origins=3"]
+         "demand.selection_origins=3", "demand.models=[zero,moving_average,seasonal_naive,ets,croston_sba,tsb,imapa,gbt]"]
 
 
 def test_demand_on_the_generated_shop(tmp_path, mlflow_store, shop_lakehouse, make_config, spark, capsys):

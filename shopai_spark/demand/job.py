@@ -45,6 +45,8 @@ SKU_DEMAND_FEATURES = TableRef("gold", "sku_demand_features")
 INVENTORY_SIGNALS = TableRef("gold", "inventory_signals")
 PARTITION = "month_start"
 DEMO_DAYS = 3
+SUMMARY_METRICS = ("backtest_wape_all", "zero_wape_all", "moving_average_wape_all", "p90_coverage_all",
+                   "simulated_service_level_all")
 
 
 def _date(value: str | None) -> dt.date | None:
@@ -156,6 +158,13 @@ def busy_sku_lines(config: DemandConfig, table: DataFrame, signals: DataFrame | 
     return lines
 
 
+def signal_counts(signals: DataFrame | None) -> dict[str, int]:
+    """SKUs with an inventory signal and those of them on a fallback."""
+    if signals is None:
+        return {"skus": 0, "fallbacks": 0}
+    return {"skus": signals.count(), "fallbacks": signals.filter(F.col("fallback_reason").isNotNull()).count()}
+
+
 def forecast_and_signals(ctx: JobContext, featured: DataFrame, from_date: dt.date | None,
                          end_date: dt.date) -> ForecastEvaluation | None:
     """The rolling-origin backtest and, with the models it chose, the inventory signals as of
@@ -263,8 +272,7 @@ def run(ctx: JobContext) -> JobSummary:
         with ctx.step("forecast + inventory") as counts:
             result = forecast_and_signals(ctx, featured, from_date, end_date)
             signals = result.signals if result else None
-            counts.update(skus=signals.count() if signals else 0,
-                          fallbacks=signals.filter(F.col("fallback_reason").isNotNull()).count() if signals else 0)
+            counts.update(signal_counts(signals))
     with ctx.step("write"):
         tables = write_gold(ctx, table, signals, from_date, stats["panel_rows"])
     metrics = {**{f"lines_{k}": float(v) for k, v in issues.items()}, **{k: float(v) for k, v in stats.items()},
@@ -276,6 +284,4 @@ def run(ctx: JobContext) -> JobSummary:
     for cached in (featured, sales, lines):
         cached.unpersist()
     return JobSummary(job=ctx.job, run_id=ctx.run.run_id, tables=tables,
-                      metrics={k: v for k, v in metrics.items() if k.startswith(("backtest_wape_all", "zero_wape_all",
-                                                                                   "simulated_service_level_all"))},
-                      lines=lines_out)
+                      metrics={k: v for k, v in metrics.items() if k in SUMMARY_METRICS}, lines=lines_out)
