@@ -174,6 +174,11 @@ def quantile_levels(config: DemandConfig) -> dict[str, float]:
     return levels
 
 
+def service_quantile(config: DemandConfig) -> str:
+    """The quantile column of the service level (the reorder point)."""
+    return next(name for name, level in quantile_levels(config).items() if level == config.service_level)
+
+
 def scaled_error_quantiles(calibration: DataFrame, config: DemandConfig) -> DataFrame:
     """Calibration rows of the chosen models → class key, n_skus and q_<name> per quantile level
     (one row per class plus ``all``)."""
@@ -199,6 +204,6 @@ def with_quantiles(rows: DataFrame, quantiles: DataFrame, config: DemandConfig) 
     out = joined.withColumn("interval_source", F.when(F.col("n_skus").isNotNull(), F.col("_class"))
                             .otherwise(F.lit(ALL)))
     for name in levels:
-        q = F.coalesce(F.col(f"q_{name}"), F.col(f"_all_{name}"))
-        out = out.withColumn(name, F.greatest(F.col("forecast") + unit * q, F.lit(0.0)))
+        q = F.coalesce(F.col(f"q_{name}"), F.col(f"_all_{name}"))       # null quantile stays null, never 0
+        out = out.withColumn(name, F.when(q.isNotNull(), F.greatest(F.col("forecast") + unit * q, F.lit(0.0))))
     return out.drop("_class", "n_skus", *[f"q_{n}" for n in levels], *[f"_all_{n}" for n in levels])

@@ -102,7 +102,7 @@ def evaluate(features: DataFrame, end_date: dt.date, config: DemandConfig) -> Fo
     levels = bt.quantile_levels(config)
     report_quantiles = accuracy.quantile_metrics(by_class(calibrated), ["class"], levels).toPandas()
     plans = calibrated.select("sku", "origin", "demand_class", "forecast",
-                              F.col(list(levels)[-1]).alias("reorder_point"))
+                              F.col(bt.service_quantile(config)).alias("reorder_point"))
     days = features.filter(F.col("date") <= F.lit(end_date)).select("sku", "date", "units")
     simulated = policy.simulate(days, plans, origins.report, config.origin_step_days, config.lead_time_days)
     service = pd.concat([policy.service_figures(simulated, bt.class_key()).toPandas(),

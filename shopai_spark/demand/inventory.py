@@ -22,7 +22,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from shopai_spark.demand.backtest import quantile_levels
+from shopai_spark.demand.backtest import service_quantile
 from shopai_spark.demand.config import DemandConfig
 from shopai_spark.demand.models import SHORT_HISTORY
 
@@ -49,7 +49,7 @@ def serving_forecasts(rows: DataFrame, chosen: Column) -> DataFrame:
 def inventory_signals(serving: DataFrame, config: DemandConfig, end_date: dt.date) -> DataFrame:
     """Serving rows with quantile columns (:func:`serving_forecasts` then
     :func:`~shopai_spark.demand.backtest.with_quantiles`) → :data:`INVENTORY_COLUMNS`."""
-    service = [name for name, level in quantile_levels(config).items() if level == config.service_level][0]
+    service = service_quantile(config)
     return serving.select(
         "sku", F.lit(end_date).alias("as_of_date"), "demand_class",
         F.lit(config.lead_time_days).alias("lead_time_days"), F.lit(config.service_level).alias("service_level"),
