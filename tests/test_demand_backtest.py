@@ -100,17 +100,19 @@ def test_conformal_quantiles_match_numpy(spark):
 
 
 def test_sq_policy_simulation_by_hand():
-    days = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=8), "units": [2, 2, 2, 5, 0, 0, 1, 1],
+    units = [2, 2, 2, 5, 0, 0, 1, 1, 4, 3, 0, 2]
+    days = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=len(units)), "units": units,
                          "reorder_point": 4.0, "forecast": 3.0})
     got = policy.simulate_sku(days, lead_time_days=2)
-    # start 7 on hand; day0 sells 2 → 5; day1 → 3 ≤ 4: order 3 (arrives day3); day2 → 1, position 4 ≤ 4:
-    # order 3 (day4); day3: +3 → 4, sells 4 of 5 (1 lost) → 0, position 3: order 3 (day5);
-    # day4: +3 → 3; day5: +3 → 6; day6 → 5; day7 → 4 ≤ 4: order 3 (arrives after the period)
-    assert got["demand"] == 13 and got["served"] == 12
-    assert got["cycles"] == 3                             # orders of days 1, 2, 3 end in the period
-    assert got["cycles_in_stock"] == 1                    # the orders of days 1 and 2 saw day 3's lost unit
-    assert got["stock_days"] == 5 + 3 + 1 + 0 + 3 + 6 + 5 + 4 and got["days"] == 8
-    assert math.isclose(got["served"] / got["demand"], 12 / 13)
+    # start 7 on hand; an order placed at the end of day t arrives at the start of day t + 3.
+    # day0 → 5; day1 → 3 ≤ 4: order (arrives day4); day2 → 1, position 4: order (day5);
+    # day3 sells 1 of 5 (4 lost) → 0; day4 +3 → 3; day5 +3 → 6; day6 → 5; day7 → 4: order (day10);
+    # day8 → 0, position 3: order (day11); day9: 3 lost; day10 +3 → 3; day11 +3, sells 2 → 4: order (day14)
+    assert got["demand"] == 22 and got["served"] == 15
+    assert got["cycles"] == 3                             # arrivals on days 4, 5, 10, 11
+    assert got["cycles_in_stock"] == 2                    # [5, 10) lost day 9's units; day 3 is before any cycle
+    assert got["stock_days"] == 5 + 3 + 1 + 0 + 3 + 6 + 5 + 4 + 0 + 0 + 3 + 4 and got["days"] == 12
+    assert math.isclose(got["served"] / got["demand"], 15 / 22)
 
 
 def test_gbt_tracks_a_level_above_its_training_range(spark):

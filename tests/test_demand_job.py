@@ -92,6 +92,8 @@ def test_full_run_inventory_signals_and_mlflow(spark, full_run):
     assert signals.loc["C", "forecast_model"] == signals.loc["C", "fallback_reason"] == "short_history"
     assert signals.loc["C", "forecast_lead_time_units"] == pytest.approx(2 * 3)
     assert (signals["reorder_point_units"] > 0).all()
+    np.testing.assert_allclose(signals.reorder_point_units, signals.lead_time_service_units + signals.undershoot_units)
+    assert (signals.undershoot_units > 0).any() and (signals.undershoot_units >= 0).all()
     np.testing.assert_allclose(signals.safety_stock_units,
                                signals.reorder_point_units - signals.forecast_lead_time_units)
     assert (signals.lead_time_p50_units <= signals.lead_time_p90_units + 1e-9).all()

@@ -11,7 +11,12 @@ import pytest
 from statsforecast.models import ARIMA, IMAPA, TSB, AutoETS, CrostonSBA, SeasonalNaive, WindowAverage
 
 from shopai_spark.demand.config import DemandConfig
-from shopai_spark.demand.models import SHORT_HISTORY, forecast_series, statistical_forecasts
+from shopai_spark.demand.models import (
+    SHORT_HISTORY,
+    expected_undershoot,
+    forecast_series,
+    statistical_forecasts,
+)
 
 START = dt.date(2024, 1, 1)
 CONFIG = DemandConfig(lead_time_days=3, horizon=3, min_history_days=20, fit_window_days=60, moving_average_days=14)
@@ -55,6 +60,45 @@ def test_origin_sees_only_earlier_days():
     a = forecast_series("s", history(units), [origin], CONFIG).sort_values("model").reset_index(drop=True)
     b = forecast_series("s", history(changed), [origin], CONFIG).sort_values("model").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_parameters_estimated_at_fit_origins_and_carried_forward_to_later_ones():
+    units = intermittent(90)
+    first, later = START + dt.timedelta(days=70), START + dt.timedelta(days=80)
+    got = forecast_series("s", history(units), [later, first], CONFIG, fit_at=frozenset({first}))
+    at_later = got[got["origin"] == later].set_index("model")["forecast"]
+    y_first, y_later = np.array(units[:70])[-60:], np.array(units[:80])[-60:]
+    for name, make in (("ets", lambda: AutoETS(model="ANA", season_length=7)), ("arima", lambda: ARIMA(order=(1, 0, 1)))):
+        carried = max(float(make().fit(y_first).forward(y=y_later, h=3)["mean"].sum()), 0.0)
+        refitted = max(float(make().forecast(y=y_later, h=3)["mean"].sum()), 0.0)
+        assert at_later[name] == pytest.approx(carried, rel=1e-9, abs=1e-12), name
+        assert carried != pytest.approx(refitted, rel=1e-6), name      # the two ways differ: the test can fail
+    assert at_later["croston_sba"] == pytest.approx(CrostonSBA().forecast(y=y_later, h=3)["mean"].sum())
+    refit = forecast_series("s", history(units), [first, later], CONFIG, fit_at=frozenset({first, later}))
+    assert refit[(refit["origin"] == later) & (refit["model"] == "arima")]["forecast"].iloc[0] == pytest.approx(
+        max(float(ARIMA(order=(1, 0, 1)).forecast(y=y_later, h=3)["mean"].sum()), 0.0), rel=1e-9)
+
+
+def test_carried_parameters_see_only_earlier_days():
+    units = intermittent(90)
+    first, later = START + dt.timedelta(days=60), START + dt.timedelta(days=70)
+    changed = units[:70] + [99.0] * 20
+    a, b = (forecast_series("s", history(u), [first, later], CONFIG, fit_at=frozenset({first}))
+            .sort_values(["origin", "model"]).reset_index(drop=True) for u in (units, changed))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_expected_undershoot_matches_a_position_run_down_by_the_series():
+    rng = np.random.default_rng(4)
+    y = (rng.random(200_000) < 0.3) * rng.geometric(0.2, 200_000)      # lumpy daily units
+    reorder_point, position, undershoots = 50, 80, []
+    for units in y:                                                    # order up when the position crosses
+        position -= units
+        if position <= reorder_point:
+            undershoots.append(reorder_point - position)
+            position += 30
+    assert expected_undershoot(y.astype(float)) == pytest.approx(np.mean(undershoots), rel=0.03)
+    assert expected_undershoot(np.zeros(5)) == 0.0 and expected_undershoot(np.ones(5)) == 0.0
 
 
 def test_short_history_gets_a_flagged_mean_never_zero():

@@ -37,6 +37,18 @@ def point_metrics(rows: DataFrame, keys: list[str], lead_time_days: int) -> Data
         F.sum("rows").alias("rows"), F.count("*").alias("skus"))
 
 
+def with_expected_actuals(rows: DataFrame, expected: DataFrame, lead_time_days: int) -> DataFrame:
+    """Backtest rows (sku, origin, ...) → the same rows with ``actual`` = the expected units of the
+    ``lead_time_days`` days from the origin, from ``expected`` (sku, date, expected_units: a known
+    truth such as a planted one); rows whose lead time ``expected`` does not wholly cover are dropped."""
+    days = rows.select("sku", "origin").distinct().select(
+        "sku", "origin", F.explode(F.sequence("origin", F.date_add("origin", lead_time_days - 1))).alias("date"))
+    truth = days.join(expected, ["sku", "date"]).groupBy("sku", "origin").agg(
+        F.sum("expected_units").alias("actual"), F.count("*").alias("_days"))
+    covered = truth.filter(F.col("_days") == lead_time_days).drop("_days")
+    return rows.drop("actual").join(covered, ["sku", "origin"])
+
+
 def pinball(quantile: Column, level: float) -> Column:
     """Pinball (quantile) loss of one row at ``level``."""
     gap = F.col("actual") - quantile

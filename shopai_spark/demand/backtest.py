@@ -85,16 +85,26 @@ def model_frame(features: DataFrame, origins: Origins, config: DemandConfig) -> 
         F.col("date").isin(*origins.backtest, origins.serving) | F.col(gbt.LABEL).isNotNull())
 
 
+def parameter_origins(origins: Origins, config: DemandConfig) -> frozenset[dt.date]:
+    """The origins where the per-SKU models estimate their parameters: the first backtest origin and
+    the serving origin, or every origin with ``refit_every_origin``."""
+    if config.refit_every_origin:
+        return frozenset((*origins.backtest, origins.serving))
+    return frozenset((origins.backtest[0], origins.serving))
+
+
 def all_forecasts(features: DataFrame, origins: Origins, config: DemandConfig) -> DataFrame:
     """Feature rows up to the serving origin → every model's forecast at every origin (the GBT at the
     backtest origins only: it is fitted for serving only when chosen, :func:`serving_gbt`): sku,
-    origin, model, forecast, fit_failed, history_days, scale, level (see
+    origin, model, forecast, fit_failed, history_days, scale, level, undershoot (see
     :mod:`~shopai_spark.demand.models`). Checkpointed here, so the per-SKU fits run once.
 
     The GBT is fitted once on the targets that ended before the first origin and used at every
-    backtest origin (a refit per origin would cost a GBT fit each)."""
+    backtest origin (a refit per origin would cost a GBT fit each); so are the per-SKU models'
+    parameters unless ``refit_every_origin`` (:func:`parameter_origins`)."""
     observed = features.filter(F.col("date") < F.lit(origins.serving))
-    stats = statistical_forecasts(observed, [*origins.backtest, origins.serving], config).localCheckpoint()
+    stats = statistical_forecasts(observed, [*origins.backtest, origins.serving], config,
+                                  parameter_origins(origins, config)).localCheckpoint()
     if gbt.GBT not in config.models:
         return stats
     global_rows = gbt_forecasts(model_frame(features, origins, config), origins.backtest[0], origins.backtest, config)
@@ -105,7 +115,7 @@ def all_forecasts(features: DataFrame, origins: Origins, config: DemandConfig) -
 
 def with_attributes(global_rows: DataFrame, stats: DataFrame) -> DataFrame:
     """GBT rows (sku, origin, model, forecast) + fit_failed (false) and the per-SKU attributes of the
-    same (sku, origin) (history_days, scale, level); rows of SKUs without per-SKU forecasts are dropped."""
+    same (sku, origin) (history_days, scale, level, undershoot); rows of SKUs without per-SKU forecasts are dropped."""
     attributes = stats.filter(F.col("model") == "zero").drop("model", "forecast", "fit_failed")
     return global_rows.join(attributes, PAIR).withColumn("fit_failed", F.lit(False))
 
@@ -165,6 +175,13 @@ def spread(config: DemandConfig) -> Column:
     unit = F.greatest(F.coalesce(F.col("scale"), F.col("level"), F.lit(0.0)),
                       F.lit(1.0 / config.moving_average_days))
     return F.lit(float(config.lead_time_days)) * unit
+
+
+def reorder_point(config: DemandConfig) -> Column:
+    """The reorder point of a row with quantile columns: the service-level quantile of lead-time
+    demand plus the expected undershoot (ordering when the position has fallen to the quantile
+    would leave, on average, the undershoot less than the quantile to cover the lead time)."""
+    return F.col(service_quantile(config)) + F.coalesce(F.col("undershoot"), F.lit(0.0))
 
 
 def quantile_levels(config: DemandConfig) -> dict[str, float]:

@@ -119,6 +119,10 @@ class DemandConfig:
                                             "class; the later ones are reported (1 .. backtest_origins - 1)")
     origin_step_days: int = setting(7, doc="days between backtest origins (>= lead_time_days, so that no "
                                            "chosen-on target overlaps a reported origin's training data)")
+    refit_every_origin: bool = setting(False, doc="estimate the ETS and ARIMA parameters again at every "
+                                                  "backtest origin (about 3x the fitting time); false: at the "
+                                                  "first origin, then apply them to the longer series (state "
+                                                  "updated, as statsforecast's refit=False); always at serving")
     min_class_skus: int = setting(10, doc="a demand class with fewer SKUs in the selection rows uses the "
                                           "model chosen on all SKUs")
     service_level: float = setting(0.95, doc="(0, 1): target cycle service level; reorder point = this "

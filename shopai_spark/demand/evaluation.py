@@ -42,6 +42,8 @@ class ForecastEvaluation:
     fan: pd.DataFrame                   # a few SKUs per class: sku, class, origin, actual, forecast, p50, p90
     fit_failures: dict[str, int]
     signals: DataFrame
+    report_forecasts: DataFrame         # the rows of report_scores (lazy, from checkpointed rows): sku, origin,
+                                        # model ("chosen" for the chosen ones), forecast, actual, scale, demand_class
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -95,14 +97,14 @@ def evaluate(features: DataFrame, end_date: dt.date, config: DemandConfig) -> Fo
     choice = bt.choose_models(selection_scores, config.min_class_skus)
     chosen = bt.chosen_model(choice)
     report_chosen = report.filter(F.col("model") == chosen)
-    report_scores = pd.concat([scores(report, config),
-                               scores(report_chosen.withColumn("model", F.lit(CHOSEN)), config)], ignore_index=True)
+    report_forecasts = report.unionByName(report_chosen.withColumn("model", F.lit(CHOSEN)))
+    report_scores = scores(report_forecasts, config)
     calibrated = bt.with_quantiles(
         report_chosen, bt.scaled_error_quantiles(selection.filter(F.col("model") == chosen), config), config).cache()
     levels = bt.quantile_levels(config)
     report_quantiles = accuracy.quantile_metrics(by_class(calibrated), ["class"], levels).toPandas()
     plans = calibrated.select("sku", "origin", "demand_class", "forecast",
-                              F.col(bt.service_quantile(config)).alias("reorder_point"))
+                              bt.reorder_point(config).alias("reorder_point"))
     days = features.filter(F.col("date") <= F.lit(end_date)).select("sku", "date", "units")
     simulated = policy.simulate(days, plans, origins.report, config.origin_step_days, config.lead_time_days)
     service = pd.concat([policy.service_figures(simulated, bt.class_key()).toPandas(),
@@ -122,7 +124,7 @@ def evaluate(features: DataFrame, end_date: dt.date, config: DemandConfig) -> Fo
     fan = fan_sample(calibrated, per_class=2)
     calibrated.unpersist()
     result = ForecastEvaluation(origins, choice, selection_scores, report_scores, report_quantiles, service, fan,
-                                failures, signals)
+                                failures, signals, report_forecasts)
     result.metrics = evaluation_metrics(result)
     return result
 

@@ -6,12 +6,15 @@ point ``s`` = the service-level quantile of lead-time demand, order quantity ``Q
 ceil(mean lead-time forecast)). The SKU starts with ``ceil(s_0 + Q_0)`` units on hand and nothing on
 order. Each day: orders due arrive; the day's actual units are served from stock (what is missing
 is lost, not back-ordered); then, while the inventory position (on hand + on order) is at or below
-``s``, an order of ``Q`` is placed and arrives L = ``lead_time_days`` days later.
+``s``, an order of ``Q`` is placed at the day's end and arrives after the next L =
+``lead_time_days`` days (their demand is the lead-time demand the reorder point covers).
 
-Per SKU: ``demand`` and ``served`` units (fill rate = served / demand), ``cycles`` (orders whose lead
-time ended in the period) and ``cycles_in_stock`` (of those, the ones with no lost unit during
-their lead time: the cycle service level a reorder point at the service-level quantile aims for),
-``stock_days`` (sum of end-of-day stock) and ``days``.
+Per SKU: ``demand`` and ``served`` units (fill rate = served / demand), ``cycles`` (replenishment
+cycles: from one arrival to the next, both in the period) and ``cycles_in_stock`` (of those, the ones
+with no lost unit: the cycle service level a reorder point at the service-level quantile aims for),
+``stock_days`` (sum of end-of-day stock) and ``days``. A stock-out is one cycle's: the one that
+ends at the next arrival (counting it against every order whose lead time covers the day would
+count it several times when orders overlap).
 """
 
 from __future__ import annotations
@@ -36,8 +39,7 @@ def simulate_sku(days: pd.DataFrame, lead_time_days: int) -> dict:
     quantities = np.maximum(1.0, np.ceil(days["forecast"].to_numpy(dtype=float)))
     n = len(units)
     on_hand = math.ceil(points[0] + quantities[0])
-    arrivals = np.zeros(n + lead_time_days + 1)
-    placed: list[int] = []
+    arrivals = np.zeros(n + lead_time_days + 2)
     lost = np.zeros(n)
     served = stock = 0.0
     for t in range(n):
@@ -49,12 +51,12 @@ def simulate_sku(days: pd.DataFrame, lead_time_days: int) -> dict:
         stock += on_hand
         position = on_hand + arrivals[t + 1:].sum()
         while position <= points[t]:
-            arrivals[t + lead_time_days] += quantities[t]
+            arrivals[t + lead_time_days + 1] += quantities[t]
             position += quantities[t]
-            placed.append(t)
-    scored = [t for t in placed if t + lead_time_days < n]
-    in_stock = sum(1 for t in scored if lost[t + 1:t + lead_time_days + 1].sum() == 0)
-    return {"demand": float(units.sum()), "served": served, "cycles": len(scored), "cycles_in_stock": in_stock,
+    arrival_days = np.flatnonzero(arrivals[:n])
+    cycles = list(zip(arrival_days[:-1], arrival_days[1:], strict=True))
+    in_stock = sum(1 for start, end in cycles if lost[start:end].sum() == 0)
+    return {"demand": float(units.sum()), "served": served, "cycles": len(cycles), "cycles_in_stock": in_stock,
             "stock_days": stock, "days": n}
 
 

@@ -1,6 +1,6 @@
 """The synthetic shop as Spark DataFrames built from ``spark.range`` (pure functions, no I/O).
 
-Randomness. Every random number is :func:`uniform`: ``xxhash64(seed, salt, keys...)`` mapped to
+Randomness. Every random number is :func:`~shopai_spark.generate.draws.uniform`: ``xxhash64(seed, salt, keys...)`` mapped to
 [0, 1). Unlike ``rand()`` it does not depend on how rows are partitioned, so the same seed gives the
 same rows on a laptop and on a cluster.
 
@@ -37,6 +37,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shopai_spark.generate.config import GenerateConfig
+from shopai_spark.generate.draws import between, choose, lookup, uniform
 
 CATEGORY_NAMES = ("Home", "Kitchen", "Garden", "Toys", "Books", "Electronics", "Beauty", "Sports",
                   "Fashion", "Stationery", "Pets", "Grocery", "Outdoor", "Music", "Baby", "Health")
@@ -106,31 +107,7 @@ _DEMAND_COLUMNS = ("launch_day", "trend", "weekend_uplift", "has_promo", "promo_
 
 
 # ---------------------------------------------------------------------------------------------
-# randomness, days and small column helpers
-
-
-def uniform(seed: int, salt: str, *keys: Column) -> Column:
-    """A DOUBLE in [0, 1) that depends only on ``seed``, ``salt`` and the ``keys`` values."""
-    bits = F.xxhash64(F.lit(seed), F.lit(salt), *keys).bitwiseAND(F.lit((1 << 53) - 1))
-    return bits.cast("double") / float(1 << 53)
-
-
-def _between(u: Column, low: Column | int, high: Column | int) -> Column:
-    """An INT uniform in ``low..high`` (inclusive) from ``u`` in [0, 1)."""
-    return (low + F.floor(u * (high - F.lit(low) + 1))).cast("int")
-
-
-def _lookup(values: Sequence, index: Column) -> Column:
-    """``values[index]`` as a column (``index`` 0-based)."""
-    return F.element_at(F.array(*[F.lit(v) for v in values]), index.cast("int") + 1)
-
-
-def _choose(u: Column, shares: Sequence[float]) -> Column:
-    """Index i (INT) with probability ``shares[i]`` (they sum to 1) from ``u`` in [0, 1)."""
-    index = F.lit(len(shares) - 1)
-    for i in reversed(range(len(shares) - 1)):
-        index = F.when(u < sum(shares[:i + 1]), F.lit(i)).otherwise(index)
-    return index
+# days and small column helpers
 
 
 def period_start(config: GenerateConfig) -> dt.date:
@@ -176,7 +153,7 @@ def catalog(spark: SparkSession, config: GenerateConfig) -> DataFrame:
     idx = F.col("sku_index")
     category_index = (idx % config.categories).cast("int")
     rank = F.floor(idx / config.categories)
-    named = F.when(category_index < len(CATEGORY_NAMES), _lookup(CATEGORY_NAMES, category_index))
+    named = F.when(category_index < len(CATEGORY_NAMES), lookup(CATEGORY_NAMES, category_index))
     level = F.lit(8.0) * F.pow(F.lit(5.0), uniform(seed, "category_price", category_index))
     price = level * F.exp((uniform(seed, "price", idx) - 0.5) * 0.6)
     late = (rank >= 1) & ~_bundle_slot(config, idx) & (uniform(seed, "launch", idx) < LAUNCH_SHARE)
@@ -184,7 +161,7 @@ def catalog(spark: SparkSession, config: GenerateConfig) -> DataFrame:
         "sku_index",
         F.format_string("SKU-%05d", idx + 1).alias("sku"),
         F.coalesce(named, F.format_string("Category %d", category_index + 1)).alias("category"),
-        F.format_string("Brand %02d", _between(uniform(seed, "brand", idx), 1, config.brands)).alias("brand"),
+        F.format_string("Brand %02d", between(uniform(seed, "brand", idx), 1, config.brands)).alias("brand"),
         category_index.alias("category_index"),
         (F.greatest(F.round(price, 0), F.lit(1.0)) - 0.01).alias("base_price"),
         F.when(late, F.floor(days * (0.2 + 0.6 * uniform(seed, "launch_day", idx)))).otherwise(0).cast("int")
@@ -219,7 +196,7 @@ def _with_promotions(skus: DataFrame, config: GenerateConfig) -> DataFrame:
     starts, ends, discounts = [], [], []
     for slot in range(PROMO_SLOTS):
         key = F.lit(slot)
-        length = _between(uniform(seed, "promo_length", idx, key), 3, max(3, min(7, span - 1)))
+        length = between(uniform(seed, "promo_length", idx, key), 3, max(3, min(7, span - 1)))
         start = (slot * span + F.floor(uniform(seed, "promo_start", idx, key) * (span - length + 1))).cast("int")
         end = start + length - 1
         exists = F.lit(span >= 4) & (uniform(seed, "promo", idx, key) < PROMO_SHARE) & (end >= F.col("launch_day"))
@@ -343,7 +320,7 @@ def customers(spark: SparkSession, config: GenerateConfig) -> DataFrame:
     uid, segment = F.col("uid"), F.col("segment")
 
     def per_segment(field: str, pick: int | None = None) -> Column:
-        return _lookup([getattr(s, field) if pick is None else getattr(s, field)[pick] for s in SEGMENTS], segment)
+        return lookup([getattr(s, field) if pick is None else getattr(s, field)[pick] for s in SEGMENTS], segment)
 
     def days_ago(field: str) -> Column:
         low, high = per_segment(field, 0), per_segment(field, 1)
@@ -351,18 +328,18 @@ def customers(spark: SparkSession, config: GenerateConfig) -> DataFrame:
         return F.least(F.floor(share * days), F.lit(days - 1)).cast("int")
 
     with_segment = spark.range(config.users).select(
-        F.col("id").alias("uid"), _choose(uniform(seed, "segment", F.col("id")), [s.share for s in SEGMENTS])
+        F.col("id").alias("uid"), choose(uniform(seed, "segment", F.col("id")), [s.share for s in SEGMENTS])
         .alias("segment"))
     planned = with_segment.select(
         "uid",
         F.format_string("U-%06d", uid + 1).alias("user_id"),
         per_segment("segment_id").alias("segment_id"),
         per_segment("name").alias("segment_name"),
-        _between(uniform(seed, "orders", uid), per_segment("orders", 0), per_segment("orders", 1)).alias("orders"),
+        between(uniform(seed, "orders", uid), per_segment("orders", 0), per_segment("orders", 1)).alias("orders"),
         days_ago("last_order").alias("last_ago"),
         days_ago("first_order").alias("first_ago"),
         F.floor(uniform(seed, "primary_category", uid) * config.categories).cast("int").alias("primary_category"),
-        _lookup([c for c, _ in COUNTRIES], _choose(uniform(seed, "country", uid), [s for _, s in COUNTRIES]))
+        lookup([c for c, _ in COUNTRIES], choose(uniform(seed, "country", uid), [s for _, s in COUNTRIES]))
         .alias("country"),
         per_segment("quantity", 0).alias("min_quantity"),
         per_segment("quantity", 1).alias("max_quantity"),
@@ -419,7 +396,7 @@ def order_lines(customer_rows: DataFrame, skus: DataFrame, config: GenerateConfi
     lines = _join_catalog(lines, skus, "sku_index", ("sku", "title", *_PRICE_COLUMNS))
     return lines.select(
         "user_id", invoice.cast("string").alias("invoice_no"), "sku_index", "sku", "title", "day", "second",
-        _between(uniform(seed, "quantity", invoice, F.col("sku_index")), F.col("min_quantity"), F.col("max_quantity"))
+        between(uniform(seed, "quantity", invoice, F.col("sku_index")), F.col("min_quantity"), F.col("max_quantity"))
         .alias("quantity"),
         SkuDay(config, day).price().alias("unit_price"),
         "country",
@@ -632,7 +609,7 @@ def dirty(frame: DataFrame, table: str, dirt_share: float, seed: int) -> DataFra
     u = uniform(seed, f"dirt:{table}", *[F.col(c) for c in frame.columns])
     eligible = ~F.col("InvoiceNo").startswith(CANCELLATION_PREFIX) if table == "orders" else F.lit(True)
     marked = frame.withColumn("_dirt_position", u / dirt_share * len(kinds)).withColumn(
-        DIRT_KIND, F.when(eligible & (u < dirt_share), _lookup(kinds, F.floor("_dirt_position"))))
+        DIRT_KIND, F.when(eligible & (u < dirt_share), lookup(kinds, F.floor("_dirt_position"))))
     variant = F.col("_dirt_position") - F.floor("_dirt_position")   # uniform in [0, 1) inside a kind
     for kind, column in _DIRT_COLUMNS[table].items():
         spoilt = _spoilt(kind, table, F.col(column), variant)
