@@ -12,6 +12,7 @@ lives next to its code, and :mod:`shopai_spark.app` composes them into the appli
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from shopai_spark import secrets
 
 
 class ConfigError(ValueError):
@@ -67,6 +70,10 @@ class SparkConfig:
                            "its lineage there); a reused or Connect session keeps the server's own setting")
     log_level: str = setting("WARN", doc="Spark's log level (``spark.log.level``)")
     conf: dict[str, str] = setting(factory=dict, doc="any extra Spark settings (name → value)")
+
+    def __post_init__(self) -> None:
+        if self.shuffle_partitions < 1:
+            raise ValueError(f"shuffle_partitions must be >= 1, got {self.shuffle_partitions}")
 
 
 @dataclass(frozen=True)
@@ -126,7 +133,8 @@ def read_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     applied; :func:`build` turns it into typed config.
 
     Override values are parsed as YAML scalars/flow collections (``als.rank=16``,
-    ``als.grid={rank: [8, 16]}``, ``spark.master=null``). Raises ConfigError naming the bad key.
+    ``als.grid={rank: [8, 16]}``, ``spark.master=null``). ``${NAME}`` in a value is the environment
+    variable NAME (:mod:`~shopai_spark.secrets`). Raises ConfigError naming the bad key.
     """
     data: dict[str, Any] = {}
     if path is not None:
@@ -142,7 +150,10 @@ def read_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} must look like key=value (e.g. als.rank=32)")
         _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
-    return data
+    try:
+        return secrets.from_environment(data)
+    except secrets.UnsetVariableError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def build(cls: type, data: Any, prefix: str = "") -> Any:
@@ -217,6 +228,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):      # NaN would pass every ">= 0" check after this
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if isinstance(value, bool | dict | list):

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from shopai_spark.secrets import RedactingFilter
+
 STEPS = logging.getLogger("shopai_spark.steps")
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 NOISY_LOGGERS = ("py4j", "urllib3", "alembic", "mlflow", "matplotlib")
@@ -28,6 +30,8 @@ def verbose_console() -> None:
     """Every log record (INFO and up) on standard error, as set up once per process."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=FILE_FORMAT, stream=sys.stderr)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RedactingFilter())
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -56,6 +60,8 @@ def quiet_console(name: str, log_dir: str | Path = "logs") -> Iterator[Path]:
     to_console = logging.StreamHandler(sys.stdout)
     to_console.setFormatter(logging.Formatter("%(message)s"))
     to_console.addFilter(_for_the_console)
+    for handler in (to_file, to_console):
+        handler.addFilter(RedactingFilter())      # secrets of the config never reach a log line
     os.dup2(log_file.fileno(), 2)
     sys.stderr = log_file
     root.handlers, root.level = [to_file, to_console], logging.INFO

@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 from shopai_spark.config import PlatformConfig, flatten
 from shopai_spark.console import STEPS
 from shopai_spark.errors import MissingTableError
+from shopai_spark.secrets import redact_params
 from shopai_spark.session import get_spark
 from shopai_spark.tables import Lakehouse, TableRef
 from shopai_spark.tracking import JobRun, tracked_run
@@ -159,12 +160,12 @@ def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def run_job(job: Job, config: Any, platform: PlatformConfig, spark: SparkSession | None = None,
             finish_line: bool = True) -> JobSummary:
     """Run ``job`` with its config section ``config`` inside an MLflow run that logs ``platform`` and
-    ``config`` (as ``<section>.<key>``) as params; return its summary. ``finish_line``: log the
+    ``config`` (as ``<section>.<key>``, secrets masked) as params; return its summary. ``finish_line``: log the
     closing ``<job> | finished in …`` step line (the pipeline prints its own progress line instead)."""
     spark = spark or get_spark(platform.spark)
     lakehouse = Lakehouse(spark, platform.lakehouse)
     started = time.perf_counter()
-    params = {**flatten(platform), **flatten(config, f"{job.section}.")}
+    params = redact_params({**flatten(platform), **flatten(config, f"{job.section}.")})
     with tracked_run(platform.tracking, job.name, params) as run:
         ctx = JobContext(config=config, platform=platform, spark=spark, lakehouse=lakehouse, run=run, job=job.name)
         summary = job.run(ctx)

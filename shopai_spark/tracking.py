@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shopai_spark.config import TrackingConfig
+from shopai_spark.secrets import mask
 from shopai_spark.session import is_connect
 from shopai_spark.tables import Lakehouse, TableRef
 
@@ -231,5 +232,5 @@ def tracked_run(config: TrackingConfig, job_name: str, params: Mapping[str, Any]
         job_run = JobRun(run_id=run.info.run_id, active=True)
         job_run.set_tags({"job": job_name})
         job_run.log_params(params or {})
-        log.info("MLflow run %s (experiment %s, %s)", run.info.run_id, config.experiment, config.tracking_uri)
+        log.info("MLflow run %s (experiment %s, %s)", run.info.run_id, config.experiment, mask(config.tracking_uri))
         yield job_run

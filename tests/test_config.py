@@ -47,6 +47,9 @@ def test_overrides_are_typed():
     ("ingest.orders.encoding=klingon", "is not a known character encoding"),
     ("tracking.experiment=null", "tracking.experiment: must not be null"),
     ("generate.dirt_share=0.9", "generate.dirt_share must be in"),
+    ("als.reg_param=.nan", "als.reg_param: expected a finite number"),
+    ("generate.promo_lift=.inf", "generate.promo_lift: expected a finite number"),
+    ("spark.shuffle_partitions=0", "spark: shuffle_partitions must be >= 1"),
     ("demand.lags=[1, x]", r"demand.lags\[1\]: expected an integer"),
     ("spark", "must look like key=value"),
 ])
