@@ -247,3 +247,33 @@ def test_missing_or_empty_input_is_one_clear_line_and_writes_nothing(case, messa
     assert err[-1].startswith("ingest failed: ") and "Traceback" not in "\n".join(err)
     assert re.search(message, err[-1]), err[-1]
     assert not (tmp_path / "lakehouse").exists()
+
+
+def test_an_order_redelivered_with_another_customer_is_quarantined_not_merged(tmp_path, mlflow_store, spark):
+    first = [('540001,22633,HAND WARMER,1,2011-01-04 10:00:00,1.85,12001.0,United Kingdom', "silver"),
+             ('540002,22632,HAND WARMER RED,2,2011-01-04 11:00:00,1.85,12002.0,France', "silver")]
+    # the next day's drop: order 540001 again with another customer and country and a new line;
+    # 540002 delivered again unchanged
+    later = [('540001,22633,HAND WARMER,1,2011-01-04 10:00:00,1.85,12999.0,Germany', "conflicting_redelivery"),
+             ('540001,21000,NEW LINE,5,2011-01-04 10:00:00,0.85,12999.0,Germany', "conflicting_redelivery"),
+             ('540002,22632,HAND WARMER RED,2,2011-01-04 11:00:00,1.85,12002.0,France', "silver")]
+    write_export(tmp_path / "raw" / "orders" / "a.csv", first)
+    write_export(tmp_path / "drop" / "b.csv", later)
+    config = ingest_config(tmp_path, mlflow_store)
+    lakehouse = Lakehouse(spark, config.lakehouse)
+    run_job("ingest", config)
+    items = sorted(lakehouse.read(ORDER_ITEMS.ref).collect())
+    next_drop = ingest_config(tmp_path, mlflow_store, f"ingest.orders.path={tmp_path / 'drop'}")
+    run_job("ingest", next_drop)
+    orders = {o.order_id: (o.user_id, o.country) for o in lakehouse.read(ORDERS.ref).collect()}
+    assert orders == {"540001": ("12001", "United Kingdom"), "540002": ("12002", "France")}   # kept
+    assert sorted(lakehouse.read(ORDER_ITEMS.ref).collect()) == items
+    quarantined = lakehouse.read(QUARANTINE).collect()
+    assert sorted((q.reason, q.record) for q in quarantined) == sorted(
+        (reason, line) for line, reason in later if reason != "silver")         # the new version, visible
+
+    # the explicit correction path replaces the stored header and adds the new line
+    run_job("ingest", ingest_config(tmp_path, mlflow_store, f"ingest.orders.path={tmp_path / 'drop'}",
+                                    "ingest.allow_updates=true"))
+    assert lakehouse.read(ORDERS.ref).where("order_id = '540001'").first().user_id == "12999"
+    assert lakehouse.read(ORDER_ITEMS.ref).where("order_id = '540001'").count() == 2

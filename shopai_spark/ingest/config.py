@@ -8,6 +8,7 @@ from datetime import date
 from typing import Literal
 
 from shopai_spark.config import setting
+from shopai_spark.pseudonyms import key_from_environment
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,19 @@ class IngestConfig:
     min_ts: str = setting("2000-01-01", doc="earlier timestamps are quarantined (YYYY-MM-DD)")
     max_future_days: int = setting(1, doc="timestamps more than this many days after now are "
                                           "quarantined (>= 0)")
+    immutable_order_fields: list[str] = setting(
+        factory=lambda: ["user_id", "country"],
+        doc="header fields of a stored order (user_id, country) that a later delivery may not change: a "
+            "line of a stored order with another value is quarantined as conflicting_redelivery, the stored "
+            "order kept")
+    allow_updates: bool = setting(False, doc="an explicit correction run: re-delivered orders replace the "
+                                             "stored values of immutable_order_fields instead of being "
+                                             "quarantined")
+    pseudonymize_key_env: str | None = setting(
+        None, doc="name of an environment variable holding a secret key (>= 16 characters); set: every "
+                  "customer id is replaced at ingest by its keyed pseudonym (``P-`` + 32 hex digits of "
+                  "HMAC-SHA-256), the same for the same customer in every run, also inside quarantined raw "
+                  "records; the key is never read from the config file nor logged")
 
     def __post_init__(self) -> None:
         if self.events is None and self.orders is None and self.products is None:
@@ -99,3 +113,8 @@ class IngestConfig:
             raise ValueError(f"min_ts must be a date YYYY-MM-DD, got {self.min_ts!r}") from None
         if self.max_future_days < 0:
             raise ValueError(f"max_future_days must be >= 0, got {self.max_future_days}")
+        unknown = sorted(set(self.immutable_order_fields) - {"user_id", "country"})
+        if unknown:
+            raise ValueError(f"immutable_order_fields may hold user_id and country, got {unknown}")
+        if self.pseudonymize_key_env is not None:
+            key_from_environment(self.pseudonymize_key_env)      # fails now, before Spark starts

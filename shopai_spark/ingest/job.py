@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from shopai_spark.ingest import validate
 from shopai_spark.ingest.config import IngestConfig, SourceConfig
 from shopai_spark.ingest.sources import ROW_ID_COLUMNS, RawSource, read_source
+from shopai_spark.pseudonyms import key_from_environment, pseudonym
 from shopai_spark.quality import (
     count_by_reasons,
     raw_quarantine_rows,
@@ -61,8 +62,19 @@ def _rejected(*frames: DataFrame) -> DataFrame:
     return out
 
 
+def pseudonymized(parsed: DataFrame, config: IngestConfig) -> DataFrame:
+    """Parsed rows (user_id, record, ...) with user_id replaced by its keyed pseudonym and the raw
+    record's copy of it masked the same way, when ``pseudonymize_key_env`` is set; else unchanged."""
+    if config.pseudonymize_key_env is None:
+        return parsed
+    alias = pseudonym(F.col("user_id"), key_from_environment(config.pseudonymize_key_env))
+    known = F.col("user_id").isNotNull() & (F.length("user_id") > 0)
+    return parsed.withColumn("record", F.when(known, F.replace("record", "user_id", alias)).otherwise(F.col("record"))) \
+        .withColumn("user_id", alias)
+
+
 def validate_events(config: IngestConfig, raw: RawSource) -> ValidatedSource:
-    parsed = validate.parse_events(raw.records, config.events.timestamp_format)
+    parsed = pseudonymized(validate.parse_events(raw.records, config.events.timestamp_format), config)
     readable, malformed = validate.split_malformed(parsed)
     valid, rejected = split_valid(readable, validate.event_rules(config))
     kept, duplicates = validate.split_duplicates(valid, EVENTS.keys, reason="duplicate_key")
@@ -70,14 +82,17 @@ def validate_events(config: IngestConfig, raw: RawSource) -> ValidatedSource:
                            _rejected(malformed, rejected, duplicates), raw, raw.notes)
 
 
-def validate_orders(config: IngestConfig, raw: RawSource) -> ValidatedSource:
+def validate_orders(config: IngestConfig, raw: RawSource, stored_orders: DataFrame | None = None) -> ValidatedSource:
+    """``stored_orders``: silver.orders as stored (None: no table yet), for ``conflicting_redelivery``."""
     prefix = config.cancellation_prefix
-    parsed = validate.parse_order_lines(raw.records, config.orders.timestamp_format, prefix)
+    parsed = pseudonymized(validate.parse_order_lines(raw.records, config.orders.timestamp_format, prefix), config)
     readable, malformed = validate.split_malformed(parsed)
     valid, rejected = split_valid(readable, validate.order_line_rules(config))
     unique, duplicates = validate.split_duplicates(valid, validate.ORDER_LINE_KEYS)
     checked, header_rules = validate.order_header_rules(unique, config.order_ts_tolerance_minutes)
-    consistent, inconsistent = split_valid(checked, header_rules)
+    immutable = [] if config.allow_updates else config.immutable_order_fields
+    checked, redelivery = validate.redelivery_rules(checked, stored_orders, immutable)
+    consistent, inconsistent = split_valid(checked, [*header_rules, *redelivery])
     sales = consistent.filter(~F.col("is_cancellation"))
     cancellations = consistent.filter(F.col("is_cancellation"))
     silver = {
@@ -122,7 +137,10 @@ def read_and_validate(ctx: JobContext) -> list[tuple[ValidatedSource, dict[str, 
             continue
         with ctx.step(f"read + validate {name}") as step:
             raw = read_source(ctx.spark, name, source)
-            validated = VALIDATORS[name](ctx.config, raw)
+            if name == "orders" and ctx.lakehouse.exists(ORDERS.ref):
+                validated = validate_orders(ctx.config, raw, ctx.lakehouse.read(ORDERS.ref))
+            else:
+                validated = VALIDATORS[name](ctx.config, raw)
             validated.rejected = validated.rejected.persist(StorageLevel.MEMORY_AND_DISK)
             combined = count_by_reasons(validated.rejected)
             validated.rows_rejected = sum(combined.values())

@@ -21,7 +21,9 @@ reasons for that source. The rule set is documented in docs/ingest.md; in short:
   checkout (kept, user_id null); a line without customer in an order whose other lines have one →
   ``missing_user_id``. Lines of one order with two customers → ``conflicting_order_customer``; whose timestamps spread wider than
   ``ingest.order_ts_tolerance_minutes`` → ``order_ts_spread_over_tolerance`` (within it, the order
-  takes the earliest time).
+  takes the earliest time). A line of an order already in silver whose customer or country (the
+  fields of ``ingest.immutable_order_fields``) differs from the stored order's →
+  ``conflicting_redelivery``, unless ``ingest.allow_updates`` (an explicit correction run).
 * duplicates: an exact repeat of an already seen row → ``duplicate_row`` (the first copy is kept).
 """
 
@@ -177,6 +179,26 @@ def order_header_rules(lines: DataFrame, tolerance_minutes: float) -> tuple[Data
         Rule(missing_reason("user_id"), F.col("user_id").isNull() & (F.col("_customers") == 1)),
         Rule("order_ts_spread_over_tolerance", F.col("_spread_seconds") > F.lit(tolerance_minutes * 60.0)),
     ]
+
+
+def redelivery_rules(lines: DataFrame, stored_orders: DataFrame | None,
+                     fields: Sequence[str]) -> tuple[DataFrame, list[Rule]]:
+    """Order lines + ``_stored`` (their order_id is in ``stored_orders``, silver.orders),
+    ``_stored_<field>`` and ``_delivered_<field>`` per immutable header field (the order's value in
+    this delivery, as :func:`silver_orders` takes it: the largest non-null), with the rule
+    ``conflicting_redelivery``: a line whose stored order has another value (null-safe) of one of
+    ``fields``. No stored orders or no fields: the lines unchanged and no rule."""
+    if stored_orders is None or not fields:
+        return lines, []
+    stored = stored_orders.select("order_id", F.lit(True).alias("_stored"),
+                                  *[F.col(f).alias(f"_stored_{f}") for f in fields])
+    order = Window.partitionBy("order_id")
+    delivered = lines.select("*", *[F.max(f).over(order).alias(f"_delivered_{f}") for f in fields])
+    differs = F.lit(False)
+    for f in fields:
+        differs = differs | ~F.col(f"_delivered_{f}").eqNullSafe(F.col(f"_stored_{f}"))
+    conflict = F.coalesce(F.col("_stored"), F.lit(False)) & differs
+    return delivered.join(stored, "order_id", "left"), [Rule("conflicting_redelivery", conflict)]
 
 
 def silver_orders(sales_lines: DataFrame) -> DataFrame:
