@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -106,6 +107,10 @@ class Lakehouse:
             raise
         return int(latest[0]["version"]) if latest else None
 
+    def is_empty(self, ref: TableRef) -> bool:
+        """True when the existing table ``ref`` holds no data file (Delta metadata, no scan)."""
+        return int(self.spark.sql(f"DESCRIBE DETAIL {self._sql_name(ref)}").first()["numFiles"]) == 0
+
     def history(self, ref: TableRef, limit: int) -> list:
         """The newest ``limit`` rows of ``DESCRIBE HISTORY`` (version, operation, operationMetrics, ...)."""
         return self.spark.sql(f"DESCRIBE HISTORY {self._sql_name(ref)} LIMIT {int(limit)}").collect()
@@ -150,15 +155,32 @@ class Lakehouse:
     def merge(self, df: DataFrame, ref: TableRef, keys: Sequence[str], update: bool = True) -> dict[str, int]:
         """Upsert ``df`` into ``ref`` on ``keys`` (insert-only when ``update`` is False).
 
-        The table must exist (see :meth:`ensure`). Re-merging the same rows changes nothing.
-        Returns Delta's operation metrics (numTargetRowsInserted, numTargetRowsUpdated, ...).
+        The table must exist (see :meth:`ensure`). Only the rows of ``df`` that change the table take
+        part (a new key; with ``update``, also a key whose other values differ), and when there are
+        none nothing is committed: re-merging the same rows adds no table version (a MERGE that
+        matches rows commits a version even when it changes none). Returns Delta's operation metrics
+        (numTargetRowsInserted, numTargetRowsUpdated, ...; empty when nothing was committed).
         """
+        if self.is_empty(ref):               # a new table: every row is new, no comparison needed
+            return self._merge_changes(df, ref, keys, update)
+        compared = list(df.columns) if update else list(keys)
+        present = self.read(ref).select(*compared)
+        same = [F.col(f"s.`{c}`").eqNullSafe(F.col(f"t.`{c}`")) for c in compared]
+        changes = df.alias("s").join(present.alias("t"), same, "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            return self._merge_changes(changes, ref, keys, update)
+        finally:
+            changes.unpersist()
+
+    def _merge_changes(self, changes: DataFrame, ref: TableRef, keys: Sequence[str], update: bool) -> dict[str, int]:
+        """:meth:`merge` of rows known to change the table (none: nothing committed, ``{}``)."""
+        if changes.isEmpty():
+            log.info("merged into %s: no new or changed rows, nothing committed", ref)
+            return {}
         condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-        # only touch rows whose values changed, so a re-run rewrites no files
-        changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in df.columns if c not in keys)
-        matched = f"WHEN MATCHED AND ({changed}) THEN UPDATE SET * " if update and changed else ""
+        matched = "WHEN MATCHED THEN UPDATE SET * " if update else ""
         source = f"_merge_source_{uuid.uuid4().hex}"
-        df.createOrReplaceTempView(source)
+        changes.createOrReplaceTempView(source)
         try:
             self.spark.sql(f"MERGE INTO {self._sql_name(ref)} AS t USING {source} AS s ON {condition} "
                            f"{matched}WHEN NOT MATCHED THEN INSERT *")

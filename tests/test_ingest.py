@@ -133,10 +133,12 @@ def test_reingesting_the_same_files_changes_nothing(ingested, spark):
     config, lakehouse, _ = ingested
     before = {t.ref: lakehouse.read(t.ref).collect() for t in (EVENTS, ORDERS, ORDER_ITEMS, RETURNS, PRODUCTS)}
     quarantined = lakehouse.read(QUARANTINE).count()
+    versions = {ref: lakehouse.version(ref) for ref in (*before, QUARANTINE)}
     run_job("ingest", config)
     for ref, rows in before.items():
         assert sorted(lakehouse.read(ref).collect()) == sorted(rows), ref
     assert lakehouse.read(QUARANTINE).count() == quarantined
+    assert {ref: lakehouse.version(ref) for ref in versions} == versions      # no Delta version added
 
 
 def test_ingest_logs_counts_and_input_config_to_mlflow(ingested):
