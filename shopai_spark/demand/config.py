@@ -120,7 +120,7 @@ class DemandConfig:
     origin_step_days: int = setting(7, doc="days between backtest origins (>= lead_time_days, so that no "
                                            "chosen-on target overlaps a reported origin's training data)")
     refit_every_origin: bool = setting(False, doc="estimate the ETS and ARIMA parameters again at every "
-                                                  "backtest origin (about 3x the fitting time); false: at the "
+                                                  "backtest origin (several times the fitting time); false: at the "
                                                   "first origin, then apply them to the longer series (state "
                                                   "updated, as statsforecast's refit=False); always at serving")
     min_class_skus: int = setting(10, doc="a demand class with fewer SKUs in the selection rows uses the "
