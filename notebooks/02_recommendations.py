@@ -26,14 +26,15 @@ print(summary.render())
 from pyspark.sql import functions as F
 
 from shopai_spark.recommend.job import SIMILAR_ITEMS, USER_RECOMMENDATIONS
+from shopai_spark.runs import read_committed
 from shopai_spark.tables import Lakehouse
 
 lakehouse = Lakehouse(spark, config.lakehouse)
-recommendations = lakehouse.read(USER_RECOMMENDATIONS)
+recommendations = read_committed(lakehouse, USER_RECOMMENDATIONS)
 user_id = dbutils.widgets.get("user_id") or recommendations.agg(F.min("user_id")).first()[0]
 display(recommendations.filter(F.col("user_id") == user_id).orderBy("rank"))
 
 # COMMAND ----------
 
 top_sku = recommendations.filter((F.col("user_id") == user_id) & (F.col("rank") == 1)).first()["sku"]
-display(lakehouse.read(SIMILAR_ITEMS).filter(F.col("sku") == top_sku).orderBy("rank"))
+display(read_committed(lakehouse, SIMILAR_ITEMS).filter(F.col("sku") == top_sku).orderBy("rank"))

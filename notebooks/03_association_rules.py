@@ -26,13 +26,14 @@ print(summary.render())
 from pyspark.sql import functions as F
 
 from shopai_spark.basket.job import ASSOCIATION_RULES, FREQUENTLY_BOUGHT_TOGETHER
+from shopai_spark.runs import read_committed
 from shopai_spark.tables import Lakehouse
 
 lakehouse = Lakehouse(spark, config.lakehouse)
-display(lakehouse.read(ASSOCIATION_RULES)
+display(read_committed(lakehouse, ASSOCIATION_RULES)
         .select("antecedent_names", "consequent_names", "support", "confidence", "lift", "leverage", "conviction")
         .orderBy(F.desc("lift"), F.desc("support")).limit(20))
 
 # COMMAND ----------
 
-display(lakehouse.read(FREQUENTLY_BOUGHT_TOGETHER).filter("rank <= 3").orderBy("sku", "rank").limit(30))
+display(read_committed(lakehouse, FREQUENTLY_BOUGHT_TOGETHER).filter("rank <= 3").orderBy("sku", "rank").limit(30))

@@ -24,11 +24,12 @@ print(summary.render())
 # COMMAND ----------
 
 from shopai_spark.segment.job import SEGMENT_MIGRATIONS, SEGMENT_PROFILES
+from shopai_spark.runs import read_committed
 from shopai_spark.tables import Lakehouse
 
 lakehouse = Lakehouse(spark, config.lakehouse)
-display(lakehouse.read(SEGMENT_PROFILES).orderBy("segment_id"))
+display(read_committed(lakehouse, SEGMENT_PROFILES).orderBy("segment_id"))
 
 # COMMAND ----------
 
-display(lakehouse.read(SEGMENT_MIGRATIONS).orderBy("from_segment", "to_segment"))
+display(read_committed(lakehouse, SEGMENT_MIGRATIONS).orderBy("from_segment", "to_segment"))

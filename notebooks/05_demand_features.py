@@ -29,10 +29,11 @@ print(summary.render())
 from pyspark.sql import functions as F
 
 from shopai_spark.demand.job import INVENTORY_SIGNALS, SKU_DEMAND_FEATURES
+from shopai_spark.runs import read_committed
 from shopai_spark.tables import Lakehouse
 
 lakehouse = Lakehouse(spark, config.lakehouse)
-features = lakehouse.read(SKU_DEMAND_FEATURES)
+features = read_committed(lakehouse, SKU_DEMAND_FEATURES)
 sku = dbutils.widgets.get("sku") or features.groupBy("sku").agg(F.sum("units").alias("units")) \
     .orderBy(F.desc("units"), "sku").first()["sku"]
 display(features.filter(F.col("sku") == sku)
@@ -42,4 +43,4 @@ display(features.filter(F.col("sku") == sku)
 
 # COMMAND ----------
 
-display(lakehouse.read(INVENTORY_SIGNALS).filter(F.col("sku") == sku))
+display(read_committed(lakehouse, INVENTORY_SIGNALS).filter(F.col("sku") == sku))

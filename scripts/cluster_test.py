@@ -7,7 +7,9 @@ MLflow store overridden to a local folder. After each job its tables and its MLf
 
 Then a re-run of ``als`` is killed (SIGKILL to spark-submit, which takes its driver with it) once it
 has logged that it is tuning: every ALS output table must still be at its previous Delta version with
-the same rows. The cluster is stopped by PID at the end — also when a job fails.
+the same rows. Last, ``fpgrowth`` runs again and one worker (with its executor) is killed once the
+job has logged its first step: the job must finish on the remaining worker with the same rows as the
+undisturbed run. The cluster is stopped by PID at the end — also when a job fails.
 
     python scripts/cluster_test.py [--jobs generate_data,ingest,...] [--workdir DIR] [--no-kill-test]
 """
@@ -25,7 +27,7 @@ import time
 from pathlib import Path
 
 import pyspark
-from pipeline_checks import JOBS, ROOT, check_outputs, overrides, table_state
+from pipeline_checks import JOBS, ROOT, check_outputs, overrides, table_rows, table_state
 
 from shopai_spark.connect_server import free_port
 from shopai_spark.session import delta_package
@@ -33,6 +35,8 @@ from shopai_spark.session import delta_package
 SPARK_HOME = Path(pyspark.__file__).parent
 KILLED_JOB = "als"
 KILL_WHEN_LOGGED = "als | index ids"   # the job is past reading its input, before any write
+WORKER_LOSS_JOB = "fpgrowth"
+LOSE_WORKER_WHEN_LOGGED = "fpgrowth | baskets"   # its Spark work (guard, FP-Growth, rules) is ahead
 
 
 class StandaloneCluster:
@@ -63,13 +67,17 @@ class StandaloneCluster:
         for i in range(self.workers):
             self._wait_for_log(f"worker{i}", "Successfully registered with master")
 
-    def _wait_for_log(self, name: str, text: str, timeout: float = 120) -> None:
+    def _wait_for_log(self, name: str, text: str, timeout: float = 300) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if text in (self.workdir / f"{name}.log").read_text(errors="replace"):
                 return
             time.sleep(0.5)
         raise TimeoutError(f"{name} did not log {text!r} within {timeout:.0f} s; see {self.workdir}/{name}.log")
+
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL worker ``index`` and its executors (its process group)."""
+        os.killpg(self.processes[1 + index].pid, signal.SIGKILL)
 
     def stop(self) -> None:
         for proc in self.processes:
@@ -121,11 +129,33 @@ def kill_mid_run(cluster_url: str, py_files: Path, workdir: Path) -> None:
     print(f"cluster-test: {KILLED_JOB} killed mid-run; its tables kept their versions {before}", flush=True)
 
 
+def lose_a_worker(cluster: StandaloneCluster, py_files: Path, workdir: Path) -> None:
+    """Run WORKER_LOSS_JOB again (recomputing, same settings), SIGKILL worker 1 once it logs
+    LOSE_WORKER_WHEN_LOGGED; it must finish with the rows of the undisturbed run."""
+    tables = JOBS[WORKER_LOSS_JOB]
+    undisturbed = table_rows(workdir, tables)
+    command = submit_command(cluster.url, py_files, WORKER_LOSS_JOB, workdir) + [
+        "--set", "lakehouse.skip_unchanged_runs=false"]
+    proc = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen, killed = [], False
+    for line in proc.stdout:
+        seen.append(line)
+        if not killed and LOSE_WORKER_WHEN_LOGGED in line:
+            cluster.kill_worker(1)
+            killed = True
+    if proc.wait() != 0 or not killed:
+        print("".join(seen[-80:]))
+        raise AssertionError(f"worker loss: {WORKER_LOSS_JOB} exited {proc.returncode} (worker killed: {killed})")
+    if table_rows(workdir, tables) != undisturbed:
+        raise AssertionError(f"worker loss: {WORKER_LOSS_JOB} wrote other rows than the undisturbed run")
+    print(f"cluster-test: {WORKER_LOSS_JOB} lost a worker mid-run and wrote the same rows", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", default=",".join(JOBS))
     parser.add_argument("--workdir")
-    parser.add_argument("--no-kill-test", action="store_true", help="skip the killed-run check")
+    parser.add_argument("--no-kill-test", action="store_true", help="skip the killed-run and worker-loss checks")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="shopai-cluster-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cluster-test: {job} ok in {time.perf_counter() - started:.0f} s", flush=True)
         if not args.no_kill_test and KILLED_JOB in args.jobs.split(","):
             kill_mid_run(cluster.url, py_files, workdir)
+        if not args.no_kill_test and WORKER_LOSS_JOB in args.jobs.split(","):
+            lose_a_worker(cluster, py_files, workdir)
     finally:
         cluster.stop()
     shutil.rmtree(workdir, ignore_errors=True)

@@ -64,13 +64,31 @@ def check_outputs(job: str, workdir: Path) -> None:
             raise AssertionError(f"{job}: run {runs.iloc[0]['run_id']} has no Spark model (artifacts: {artifacts})")
 
 
-def table_state(workdir: Path, tables: list[str]) -> dict[str, tuple[int, int]]:
-    """{table: (latest Delta version, rows)} of ``lakehouse/<table>``, read by a local session of
-    this process (started on first use; never the session under test)."""
+def checking_session():
+    """A local session of this process (started on first use), never the session under test."""
     from shopai_spark.config import SparkConfig
     from shopai_spark.session import get_spark
 
-    spark = get_spark(SparkConfig(master="local[1]", ui_enabled=False, checkpoint_dir=None, app_name="check"))
+    return get_spark(SparkConfig(master="local[1]", ui_enabled=False, checkpoint_dir=None, app_name="check"))
+
+
+def table_rows(workdir: Path, tables: list[str]) -> dict[str, list[str]]:
+    """{table: its rows as sorted JSON strings} of ``lakehouse/<table>`` without the columns that name
+    the run (run_id, generated_at), read by :func:`checking_session`."""
+    from pyspark.sql import functions as F
+
+    spark = checking_session()
+    rows = {}
+    for table in tables:
+        frame = spark.read.format("delta").load(str(workdir / "lakehouse" / table))
+        kept = [c for c in frame.columns if c not in ("run_id", "generated_at")]
+        rows[table] = sorted(r[0] for r in frame.select(F.to_json(F.struct(*kept))).collect())
+    return rows
+
+
+def table_state(workdir: Path, tables: list[str]) -> dict[str, tuple[int, int]]:
+    """{table: (latest Delta version, rows)} of ``lakehouse/<table>``, read by :func:`checking_session`."""
+    spark = checking_session()
     state = {}
     for table in tables:
         path = str(workdir / "lakehouse" / table)

@@ -19,8 +19,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from shopai_spark import runtime
+from shopai_spark.basket import job as basket_job
 from shopai_spark.basket.config import FpGrowthConfig
-from shopai_spark.basket.job import run as fpgrowth
 from shopai_spark.config import (
     ConfigError,
     PlatformConfig,
@@ -29,18 +29,18 @@ from shopai_spark.config import (
     setting,
 )
 from shopai_spark.console import quiet_console, verbose_console
+from shopai_spark.demand import job as demand_job
 from shopai_spark.demand.config import DemandConfig
-from shopai_spark.demand.job import run as demand_features
-from shopai_spark.errors import JobError
+from shopai_spark.errors import JobError, RunKilled
+from shopai_spark.generate import job as generate_job
 from shopai_spark.generate.config import GenerateConfig
-from shopai_spark.generate.job import run as generate_data
+from shopai_spark.ingest import job as ingest_job
 from shopai_spark.ingest.config import IngestConfig
-from shopai_spark.ingest.job import run as ingest
+from shopai_spark.recommend import job as recommend_job
 from shopai_spark.recommend.config import AlsConfig
-from shopai_spark.recommend.job import run as als
 from shopai_spark.runtime import Job, JobSummary
+from shopai_spark.segment import job as segment_job
 from shopai_spark.segment.config import SegmentsConfig
-from shopai_spark.segment.job import run as segments
 from shopai_spark.session import session_for
 
 log = logging.getLogger("shopai_spark")
@@ -69,14 +69,14 @@ class AppConfig(PlatformConfig):
         return PlatformConfig(spark=self.spark, lakehouse=self.lakehouse, tracking=self.tracking)
 
 
-# every job, in pipeline order
+# every job, in pipeline order: name, run, config section, the tables it owns, the shared ones it adds to
 JOBS: dict[str, Job] = {job.name: job for job in (
-    Job("generate_data", generate_data, "generate"),
-    Job("ingest", ingest, "ingest"),
-    Job("als", als, "als"),
-    Job("fpgrowth", fpgrowth, "fpgrowth"),
-    Job("segments", segments, "segments"),
-    Job("demand_features", demand_features, "demand"),
+    Job("generate_data", generate_job.run, "generate", generate_job.OUTPUTS),
+    Job("ingest", ingest_job.run, "ingest", ingest_job.OUTPUTS, ingest_job.APPENDS),
+    Job("als", recommend_job.run, "als", recommend_job.OUTPUTS, recommend_job.APPENDS),
+    Job("fpgrowth", basket_job.run, "fpgrowth", basket_job.OUTPUTS),
+    Job("segments", segment_job.run, "segments", segment_job.OUTPUTS, segment_job.APPENDS),
+    Job("demand_features", demand_job.run, "demand", demand_job.OUTPUTS),
 )}
 
 
@@ -124,9 +124,12 @@ def run_entry_point(name: str, args: argparse.Namespace, body: Callable[[AppConf
         try:
             with session_for(config.spark) as spark:
                 body(config, spark)
-        except JobError as exc:
+        except (JobError, RunKilled) as exc:
             log.debug("%s failed", name, exc_info=True)
             failure = exc
+    if isinstance(failure, RunKilled):
+        print(f"{name} killed ({failure}): its outputs are back at their versions before the run", file=sys.stderr)
+        return failure.exit_code
     if failure is not None:
         print(f"{name} failed: {failure}", file=sys.stderr)
         return failure.exit_code

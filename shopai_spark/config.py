@@ -89,7 +89,19 @@ class LakehouseConfig:
     catalog: str | None = setting(None, doc="set instead of root: table ``<layer>/<name>`` is "
                                             "``<catalog>.<schema_prefix><layer>.<name>`` (Unity Catalog)")
     schema_prefix: str = setting("", doc="catalog mode: schema name prefix (`dev_` → dev_bronze, dev_silver, "
-                                         "dev_gold)")
+                                         "dev_gold, dev_ops)")
+    abandoned_run_hours: float = setting(
+        12.0, doc="a run whose driver ran on another machine and that has not ended this many hours after it "
+                  "started is treated as killed: the job's next run restores its outputs (runs on this "
+                  "machine are checked by their process id)")
+
+    skip_unchanged_runs: bool = setting(
+        True, doc="a job whose input tables (at the versions it would read), settings and outputs are as "
+                  "its last committed run left them writes nothing and says so (false: recompute anyway)")
+
+    def __post_init__(self) -> None:
+        if not self.abandoned_run_hours > 0:
+            raise ValueError(f"abandoned_run_hours must be > 0, got {self.abandoned_run_hours}")
 
 
 @dataclass(frozen=True)

@@ -35,3 +35,24 @@ class EmptyOutputError(JobError):
     """Raised instead of overwriting a table with nothing; the previous version is kept."""
 
     exit_code = 4
+
+
+class ConflictError(JobError):
+    """Another writer is in the way: nothing of this run was kept."""
+
+    exit_code = 6
+
+
+class RunInProgressError(ConflictError):
+    """Another run of the same job has started and not ended, and its driver is alive."""
+
+
+class ConcurrentWriteError(ConflictError):
+    """A Delta commit kept losing the race with another writer after its retries."""
+
+
+class RunKilled(BaseException):  # noqa: N818 - a signal, not an error a job raises
+    """The driver received SIGTERM: the run is ended as KILLED after its outputs are restored.
+    A BaseException, so that no ``except Exception`` in job code swallows it."""
+
+    exit_code = 143

@@ -1,7 +1,8 @@
 """What every job shares: the job context, step timing, the summary and running a job in its MLflow run.
 
-A job is a :class:`Job`: a name, a function ``run(ctx: JobContext) -> JobSummary`` and the name of
-its config section. :func:`run_job` hands the function only its own section (``ctx.config``) and the
+A job is a :class:`Job`: a name, a function ``run(ctx: JobContext) -> JobSummary``, the name of
+its config section, every table it may write (``outputs``, its own) and the shared tables it
+adds rows to (``appends``, e.g. the quarantine). :func:`run_job` hands the function only its own section (``ctx.config``) and the
 shared platform settings (``ctx.platform``), inside an MLflow run that logs both as params. Which
 jobs exist, and the entry point of ``jobs/<name>.py``, is :mod:`shopai_spark.app`'s business.
 """
@@ -9,24 +10,32 @@ jobs exist, and the entry point of ``jobs/<name>.py``, is :mod:`shopai_spark.app
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
+import json
+import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Generic, TypeVar
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from shopai_spark.config import PlatformConfig, flatten
 from shopai_spark.console import STEPS
-from shopai_spark.errors import MissingTableError
+from shopai_spark.errors import MissingTableError, RunKilled
+from shopai_spark.runs import NothingChanged, RunLedger, Versions
 from shopai_spark.secrets import redact_params
 from shopai_spark.session import get_spark
 from shopai_spark.tables import Lakehouse, TableRef
-from shopai_spark.tracking import JobRun, tracked_run
+from shopai_spark.tracking import JobRun, end_abandoned_run, tracked_run
 
 Section = TypeVar("Section")
+log = logging.getLogger(__name__)
 
 
 
@@ -98,6 +107,8 @@ class JobContext(Generic[Section]):
     lakehouse: Lakehouse
     run: JobRun
     job: str
+    ledger: RunLedger
+    inputs: Versions = field(default_factory=dict)
 
     @contextmanager
     def step(self, description: str) -> Iterator[dict[str, Any]]:
@@ -119,15 +130,28 @@ class JobContext(Generic[Section]):
     def require_inputs(self, required: Sequence[TableRef], optional: Sequence[TableRef] = ()) -> list[TableRef]:
         """Check the tables this job needs before it starts: every ``required`` table must exist
         (else MissingTableError naming each missing one); ``optional`` tables are used when they
-        exist. Logs the Delta version of every table used and returns those tables."""
+        exist. Pins every table used at the version the last committed run that wrote it left
+        (:meth:`~shopai_spark.runs.RunLedger.pinned`): :meth:`read` reads it there, and that version is
+        logged. Raises NothingChanged when the job's last committed run read the same versions with
+        the same settings and its outputs are untouched (``lakehouse.skip_unchanged_runs``). Returns
+        the tables used."""
         missing = [ref for ref in required if not self.lakehouse.exists(ref)]
         if missing:
             names = ", ".join(str(ref) for ref in missing)
             raise MissingTableError(f"{self.job} needs {names}, not found in the lakehouse: run jobs/ingest.py "
                                     f"with the source that fills it first (or change the {self.job} settings)")
         used = [*required, *[ref for ref in optional if self.lakehouse.exists(ref)]]
-        self.run.log_input_versions(self.lakehouse, used)
+        self.inputs.update(self.ledger.pinned(used))
+        self.run.log_input_versions({ref: self.inputs[ref] for ref in used})
+        if self.platform.lakehouse.skip_unchanged_runs:
+            previous = self.ledger.unchanged(self.inputs)
+            if previous is not None:
+                raise NothingChanged(previous)
         return used
+
+    def read(self, ref: TableRef) -> DataFrame:
+        """An input table at its pinned version (:meth:`require_inputs`); other tables as they are now."""
+        return self.lakehouse.read(ref, self.inputs.get(ref))
 
 
 JobFunction = Callable[[JobContext[Any]], JobSummary]
@@ -141,6 +165,8 @@ class Job:
     name: str
     run: JobFunction
     section: str
+    outputs: tuple[TableRef, ...] = ()
+    appends: tuple[TableRef, ...] = ()
 
 
 def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -161,16 +187,88 @@ def run_job(job: Job, config: Any, platform: PlatformConfig, spark: SparkSession
             finish_line: bool = True) -> JobSummary:
     """Run ``job`` with its config section ``config`` inside an MLflow run that logs ``platform`` and
     ``config`` (as ``<section>.<key>``, secrets masked) as params; return its summary. ``finish_line``: log the
-    closing ``<job> | finished in …`` step line (the pipeline prints its own progress line instead)."""
+    closing ``<job> | finished in …`` step line (the pipeline prints its own progress line instead).
+
+    The outputs change as one unit (:mod:`shopai_spark.runs`): abandoned runs of the job are undone
+    first; when the job raises, or the driver gets SIGTERM (:class:`RunKilled`, the MLflow run ends
+    ``KILLED``), its outputs are put back to their versions before the run; a run that finds nothing
+    changed (:class:`NothingChanged`) writes nothing."""
     spark = spark or get_spark(platform.spark)
     lakehouse = Lakehouse(spark, platform.lakehouse)
     started = time.perf_counter()
-    params = redact_params({**flatten(platform), **flatten(config, f"{job.section}.")})
-    with tracked_run(platform.tracking, job.name, params) as run:
-        ctx = JobContext(config=config, platform=platform, spark=spark, lakehouse=lakehouse, run=run, job=job.name)
-        summary = job.run(ctx)
+    settings = flatten(config, f"{job.section}.")
+    ledger = RunLedger(lakehouse, job.name, job.outputs, job.appends, platform.lakehouse.abandoned_run_hours,
+                       settings_digest(settings))
+    with killed_on_sigterm(), tracked_run(platform.tracking, job.name,
+                                          redact_params({**flatten(platform), **settings})) as run:
+        before = ledger.begin(run.run_id, on_abandoned=lambda run_id: end_abandoned_run(platform.tracking, run_id))
+        ctx = JobContext(config=config, platform=platform, spark=spark, lakehouse=lakehouse, run=run, job=job.name,
+                         ledger=ledger)
+        try:
+            summary = job.run(ctx)
+        except NothingChanged as unchanged:
+            ledger.skip(run.run_id, ctx.inputs)
+            run.set_tags({"skipped_unchanged_since": unchanged.previous})
+            summary = JobSummary(job=job.name, run_id=run.run_id, lines=[f"  {unchanged}"])
+        except RunKilled:
+            undo_after_sigterm(job.name, ledger, run.run_id, before)
+            raise
+        except Exception:
+            ledger.roll_back(run.run_id, before)
+            raise
+        else:
+            ledger.commit(run.run_id, ctx.inputs)
         seconds = time.perf_counter() - started
         run.log_metrics({"job_seconds": seconds})
     if finish_line:
         STEPS.info("%s | finished in %.1f s", job.name, seconds)
     return summary
+
+
+def undo_after_sigterm(job: str, ledger: RunLedger, run_id: str, before: Versions) -> None:
+    """Put the outputs back at once, without an end record: Spark work in flight may still commit, so
+    the next start checks them again (as it does when the JVM went down with the signal)."""
+    try:
+        ledger.undo(run_id, before)
+    except Exception:
+        log.warning("%s: outputs not restored after SIGTERM; the next run restores them", job, exc_info=True)
+
+
+def settings_digest(settings: dict[str, str]) -> str:
+    """SHA-256 of a job's flattened settings and of the shopai_spark code: a run with the same digest
+    computes the same outputs from the same inputs."""
+    text = json.dumps(settings, sort_keys=True) + code_digest()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def code_digest() -> str:
+    """SHA-256 of every ``.py`` file of the installed shopai_spark package (also from a zip on
+    ``--py-files``), so that changed code never counts as an unchanged run."""
+    digest = hashlib.sha256()
+    pending = [resources.files("shopai_spark")]
+    while pending:
+        folder = pending.pop()
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.is_dir():
+                pending.append(entry)
+            elif entry.name.endswith(".py"):
+                digest.update(entry.name.encode() + entry.read_bytes())
+    return digest.hexdigest()
+
+
+@contextmanager
+def killed_on_sigterm() -> Iterator[None]:
+    """While the block runs in the main thread, SIGTERM raises :class:`RunKilled` there (elsewhere, and
+    after the block, the previous handler applies)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_killed(signum: int, _frame: object) -> None:
+        raise RunKilled(f"received signal {signum}")
+    previous = signal.signal(signal.SIGTERM, raise_killed)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

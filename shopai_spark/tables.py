@@ -1,12 +1,15 @@
 """Delta tables of the lakehouse: addressing, reads, safe writes, versions for lineage.
 
-Tables are named ``(layer, name)`` with layer one of bronze, silver, gold, quarantine. Depending on
+Tables are named ``(layer, name)`` with layer one of bronze, silver, gold, quarantine, ops. Depending on
 :class:`~shopai_spark.config.LakehouseConfig` a table is a path ``<root>/<layer>/<name>`` or a catalog
 table ``<catalog>.<schema_prefix><layer>.<name>``; code never builds paths itself.
 
 Writes are Delta transactions, so each table moves from one version to the next or not at all.
 :meth:`Lakehouse.overwrite` also refuses an empty DataFrame (a failed or empty run never replaces
-the last good output) and :meth:`Lakehouse.merge` makes re-runs on the same input idempotent.
+the last good output) and :meth:`Lakehouse.merge` makes re-runs on the same input idempotent. A set
+of tables written by one job is made atomic one level up, by the run ledger (:mod:`shopai_spark.runs`),
+which puts them back with :meth:`Lakehouse.roll_back`. A commit that loses a race with another writer
+is retried (:func:`retried`).
 Every Delta operation is Spark SQL (``DESCRIBE HISTORY``, ``MERGE INTO``, ``RESTORE``) or the
 DataFrame writer, so it runs the same on a classic session and on Spark Connect.
 """
@@ -17,10 +20,11 @@ import datetime as dt
 import logging
 import os
 import re
+import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
@@ -28,13 +32,13 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from shopai_spark.config import LakehouseConfig
-from shopai_spark.errors import EmptyOutputError, MissingTableError
+from shopai_spark.errors import ConcurrentWriteError, EmptyOutputError, MissingTableError
 
-__all__ = ["EmptyOutputError", "Lakehouse", "RowsFrom", "TableRef", "TableWrite", "with_run_metadata"]
+__all__ = ["EmptyOutputError", "Lakehouse", "RowsFrom", "TableRef", "TableWrite", "retried", "with_run_metadata"]
 
 log = logging.getLogger(__name__)
 
-LAYERS = ("bronze", "silver", "gold", "quarantine")
+LAYERS = ("bronze", "silver", "gold", "quarantine", "ops")
 # what Delta answers for DESCRIBE HISTORY of a path that is not (yet) a Delta table
 NOT_A_DELTA_TABLE = {"DELTA_TABLE_ONLY_OPERATION", "DELTA_MISSING_DELTA_TABLE", "DELTA_PATH_DOES_NOT_EXIST",
                      "PATH_NOT_FOUND"}
@@ -63,6 +67,7 @@ class Lakehouse:
             raise ValueError("lakehouse: set exactly one of 'root' (paths) or 'catalog' (catalog tables)")
         self.spark = spark
         self.config = config
+        self.written: dict[TableRef, int] = {}   # the version of each table's last write through this object
 
     # --- addressing ------------------------------------------------------------------------
     def location(self, ref: TableRef) -> str:
@@ -117,18 +122,28 @@ class Lakehouse:
 
     # --- writes ----------------------------------------------------------------------------
     def ensure(self, ref: TableRef, schema_ddl: str, constraints: dict[str, str] | None = None,
-               partition_by: Sequence[str] = ()) -> None:
-        """Create ``ref`` with ``schema_ddl`` (``"a STRING NOT NULL, b INT"``) and CHECK constraints
-        (name → SQL condition) if it does not exist yet, in one Delta commit: the constraints are the
-        ``delta.constraints.<name>`` table properties that ``ALTER TABLE ADD CONSTRAINT`` would set one
-        commit each. Existing tables are left alone."""
+               properties: dict[str, str] | None = None) -> None:
+        """Create ``ref`` with ``schema_ddl`` (``"a STRING NOT NULL, b INT"``), CHECK constraints (name →
+        SQL condition) and table ``properties`` if it does not exist yet, in one Delta commit: the
+        constraints are the ``delta.constraints.<name>`` table properties that ``ALTER TABLE ADD
+        CONSTRAINT`` would set one commit each. Existing tables are left alone."""
         if self.exists(ref):
             return
-        partitions = f" PARTITIONED BY ({', '.join(partition_by)})" if partition_by else ""
-        properties = ", ".join(f"'delta.constraints.{name}' = {_sql_string(expr)}"
-                               for name, expr in (constraints or {}).items())
-        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self._sql_name(ref)} ({schema_ddl}) USING DELTA{partitions}"
-                       + (f" TBLPROPERTIES ({properties})" if properties else ""))
+        settings = {**{f"delta.constraints.{name}": expr for name, expr in (constraints or {}).items()},
+                    **(properties or {})}
+        listed = ", ".join(f"{_sql_string(key)} = {_sql_string(value)}" for key, value in settings.items())
+        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self._sql_name(ref)} ({schema_ddl}) USING DELTA"
+                       + (f" TBLPROPERTIES ({listed})" if listed else ""))
+        self.written[ref] = self.version(ref)
+
+    def append(self, df: DataFrame, ref: TableRef) -> None:
+        """Append ``df``'s rows to the existing table ``ref`` (a blind append: it never conflicts with
+        another append)."""
+        writer = df.write.format("delta").mode("append")
+        if self.uses_paths:
+            writer.save(self.location(ref))
+        else:
+            writer.saveAsTable(self.location(ref))
 
     def overwrite(self, df: DataFrame, ref: TableRef, partition_by: Sequence[str] = (),
                   replace: RowsFrom | None = None, allow_empty: bool = False) -> int:
@@ -148,7 +163,7 @@ class Lakehouse:
             writer.save(self.location(ref))
         else:
             writer.saveAsTable(self.location(ref))
-        version = self.version(ref)
+        version = self.written[ref] = self.version(ref)
         log.info("wrote %s (version %s)", ref, version)
         return version
 
@@ -182,41 +197,43 @@ class Lakehouse:
         source = f"_merge_source_{uuid.uuid4().hex}"
         changes.createOrReplaceTempView(source)
         try:
-            self.spark.sql(f"MERGE INTO {self._sql_name(ref)} AS t USING {source} AS s ON {condition} "
-                           f"{matched}WHEN NOT MATCHED THEN INSERT *")
+            retried(lambda: self.spark.sql(f"MERGE INTO {self._sql_name(ref)} AS t USING {source} AS s ON {condition} "
+                                           f"{matched}WHEN NOT MATCHED THEN INSERT *"), f"merge into {ref}")
         finally:
             self.spark.catalog.dropTempView(source)
         metrics = self.history(ref, 1)[0]
+        self.written[ref] = int(metrics["version"])
         result = {k: int(v) for k, v in (metrics["operationMetrics"] or {}).items() if v.isdigit()}
         log.info("merged into %s: %s", ref, {k: v for k, v in result.items() if k.startswith("numTargetRows")})
         return result
 
     def overwrite_all(self, writes: Sequence[TableWrite]) -> None:
-        """Overwrite several tables in order (each as :meth:`overwrite`), all or nothing
-        (:meth:`restored_on_failure`)."""
-        with self.restored_on_failure([w.ref for w in writes]):
-            for w in writes:
-                self.overwrite(w.frame, w.ref, partition_by=w.partition_by, replace=w.replace)
+        """Overwrite several tables in order (each as :meth:`overwrite`). Each write is atomic; the
+        set is made atomic by the job's run ledger (:mod:`shopai_spark.runs`)."""
+        for w in writes:
+            self.overwrite(w.frame, w.ref, partition_by=w.partition_by, replace=w.replace)
 
-    @contextmanager
-    def restored_on_failure(self, refs: Sequence[TableRef]) -> Iterator[None]:
-        """The one rollback of a multi-table write: when the block raises, every table of ``refs``
-        that existed before it and whose version moved is restored to its version from before the
-        block, and the error is raised again, so a failed job never leaves a mix of old and new
-        outputs."""
-        before = {ref: self.version(ref) for ref in refs}
-        try:
-            yield
-        except Exception:
-            for ref, version in before.items():
-                if version is not None and self.version(ref) != version:
-                    log.error("restoring %s to version %s after a failed write", ref, version)
-                    self.restore(ref, version)
-            raise
+    def roll_back(self, ref: TableRef, version: int | None) -> None:
+        """Put ``ref`` back to its content at ``version``; ``None`` (the table did not exist) empties it.
+        Nothing is committed when the table already holds that content (it is at ``version``, or its
+        last commit restored it to ``version``, or it is empty and ``version`` is None)."""
+        if version is None:
+            if self.exists(ref) and not self.is_empty(ref):
+                log.warning("emptying %s: it did not exist before the run that wrote it", ref)
+                self.spark.sql(f"DELETE FROM {self._sql_name(ref)}")
+            return
+        latest = self.history(ref, 1)[0]
+        restored_to = (latest["operationParameters"] or {}).get("version") if latest["operation"] == "RESTORE" else None
+        if int(latest["version"]) != version and restored_to != str(version):
+            log.warning("restoring %s to version %s", ref, version)
+            self.spark.sql(f"RESTORE TABLE {self._sql_name(ref)} TO VERSION AS OF {int(version)}")
 
-    def restore(self, ref: TableRef, version: int) -> None:
-        """Put ``ref`` back to ``version`` (used to undo a multi-table write that failed half way)."""
-        self.spark.sql(f"RESTORE TABLE {self._sql_name(ref)} TO VERSION AS OF {int(version)}")
+    def delete_rows_of_run(self, ref: TableRef, run_id: str) -> None:
+        """Delete the rows of ``ref`` whose ``run_id`` column is ``run_id`` (nothing committed when
+        there are none, or no table)."""
+        if self.exists(ref) and not self.read(ref).filter(F.col("run_id") == run_id).isEmpty():
+            log.warning("deleting the rows run %s added to %s", run_id, ref)
+            self.spark.sql(f"DELETE FROM {self._sql_name(ref)} WHERE run_id = {_sql_string(run_id)}")
 
     def _sql_name(self, ref: TableRef) -> str:
         return f"delta.`{self.location(ref)}`" if self.uses_paths else self.location(ref)
@@ -263,3 +280,32 @@ def with_run_metadata(df: DataFrame, run_id: str, generated_at: Column | None = 
 def _sql_string(text: str) -> str:
     """``text`` as a Spark SQL string literal."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# what Delta names a commit that lost a race with another writer (class names on a classic session,
+# error conditions on Spark Connect)
+CONFLICTS = ("ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+             "ConcurrentTransactionException", "ConcurrentWriteException", "ProtocolChangedException",
+             "MetadataChangedException", "DELTA_CONCURRENT_", "DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED")
+RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
+Result = TypeVar("Result")
+
+
+def retried(commit: Callable[[], Result], what: str) -> Result:
+    """Run ``commit`` (one Delta commit); when it loses a race with another writer, wait and run it
+    again, up to len(RETRY_SECONDS) times (0.5 s doubling). Raises ConcurrentWriteError (one line,
+    naming ``what``) when it still conflicts; other errors pass through."""
+    attempt = 0
+    while True:
+        try:
+            return commit()
+        except Exception as error:
+            if not any(marker in f"{type(error).__name__}: {error}" for marker in CONFLICTS):
+                raise
+            if attempt == len(RETRY_SECONDS):
+                raise ConcurrentWriteError(f"{what}: still conflicting with another writer after {attempt} "
+                                           "retries; run it again when the other job has finished") from error
+            log.warning("%s conflicted with another writer (%s); retry %d in %.1f s",
+                        what, type(error).__name__, attempt + 1, RETRY_SECONDS[attempt])
+            time.sleep(RETRY_SECONDS[attempt])
+            attempt += 1

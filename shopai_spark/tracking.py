@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shopai_spark.config import TrackingConfig
+from shopai_spark.errors import RunKilled
 from shopai_spark.secrets import mask
 from shopai_spark.session import is_connect
-from shopai_spark.tables import Lakehouse, TableRef
+from shopai_spark.tables import TableRef
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,15 +68,14 @@ class JobRun:
 
             mlflow.log_metrics(clean, step=step)
 
-    def log_input_versions(self, lakehouse: Lakehouse, refs: list[TableRef]) -> dict[str, int | None]:
-        """Record the Delta version of each input table as ``input_version.<layer>.<name>`` (param and tag)."""
-        versions = {f"input_version.{ref}": lakehouse.version(ref) for ref in refs}
+    def log_input_versions(self, versions: Mapping[TableRef, int | None]) -> None:
+        """Record the Delta version read of each input table as ``input_version.<layer>.<name>`` (param and tag)."""
+        named = {f"input_version.{ref}": version for ref, version in versions.items()}
         if self.active:
             import mlflow
 
-            mlflow.set_tags({k: str(v) for k, v in versions.items()})
-        self.log_params(versions)
-        return versions
+            mlflow.set_tags({k: str(v) for k, v in named.items()})
+        self.log_params(named)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.active:
@@ -219,7 +219,8 @@ def ensure_experiment(config: TrackingConfig) -> str:
 def tracked_run(config: TrackingConfig, job_name: str, params: Mapping[str, Any] | None = None) -> Iterator[JobRun]:
     """Open an MLflow run for ``job_name`` (tag ``job``), log ``params``, yield a :class:`JobRun`.
 
-    The run ends FAILED when the body raises (the exception propagates), FINISHED otherwise.
+    The run ends FAILED when the body raises (the exception propagates), KILLED on
+    :class:`~shopai_spark.errors.RunKilled` (SIGTERM), FINISHED otherwise.
     """
     if not config.enabled:
         yield JobRun(run_id=f"untracked-{uuid.uuid4().hex[:12]}", active=False)
@@ -233,4 +234,21 @@ def tracked_run(config: TrackingConfig, job_name: str, params: Mapping[str, Any]
         job_run.set_tags({"job": job_name})
         job_run.log_params(params or {})
         log.info("MLflow run %s (experiment %s, %s)", run.info.run_id, config.experiment, mask(config.tracking_uri))
-        yield job_run
+        try:
+            yield job_run
+        except RunKilled:
+            mlflow.end_run("KILLED")
+            raise
+
+
+def end_abandoned_run(config: TrackingConfig, run_id: str) -> None:
+    """Mark the MLflow run ``run_id`` of a killed job KILLED when it is still RUNNING (untracked runs: nothing)."""
+    if not config.enabled or run_id.startswith("untracked-"):
+        return
+    from mlflow import MlflowClient
+
+    configure_mlflow(config)
+    client = MlflowClient()
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, "KILLED")
+        log.warning("MLflow run %s of a killed job marked KILLED", run_id)

@@ -48,7 +48,8 @@ def test_a_long_step_says_it_is_still_running(tmp_path, capfd, monkeypatch):
     from shopai_spark import runtime
 
     monkeypatch.setattr(runtime, "PROGRESS_SECONDS", 0.2)
-    ctx = runtime.JobContext(config=None, platform=None, spark=None, lakehouse=None, run=None, job="segments")
+    ctx = runtime.JobContext(config=None, platform=None, spark=None, lakehouse=None, run=None, job="segments",
+                             ledger=None)
     with quiet_console("progress", tmp_path):
         with ctx.step("choose k") as step:
             time.sleep(0.5)

@@ -1,5 +1,6 @@
-"""A task failing once does not fail a job when the master allows retries (local[2,2]); the same
-injected failure does fail it under local[2], which proves the injection really fires."""
+"""A task failing once does not fail a job when the master allows retries (local[2,2]): the log shows
+the injected failure, and the job still writes every order line. (Under local[2], which never
+retries, the same injection fails the job: the reason CI and the cluster use retrying masters.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 
 import pytest
 
+from shopai_spark.config import LakehouseConfig
 from shopai_spark.schemas import ORDER_ITEMS
 from shopai_spark.tables import Lakehouse
 
@@ -24,17 +26,11 @@ def run_with_injected_failure(master: str, tmp_path, mlflow_store) -> subprocess
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("master, succeeds", [("local[2,2]", True), ("local[2]", False)])
-def test_first_attempt_task_failure(master, succeeds, tmp_path, mlflow_store, spark):
+def test_a_task_failing_once_is_retried_and_the_job_completes(tmp_path, mlflow_store, spark):
     write_raw(tmp_path / "raw")
-    result = run_with_injected_failure(master, tmp_path, mlflow_store)
+    result = run_with_injected_failure("local[2,2]", tmp_path, mlflow_store)
     log = result.stdout + result.stderr
     assert "injected failure on the first attempt" in log, log[-3000:]
-    if succeeds:
-        assert result.returncode == 0, log[-3000:]
-        config_root = tmp_path / "lakehouse"
-        from shopai_spark.config import LakehouseConfig
-
-        assert Lakehouse(spark, LakehouseConfig(root=str(config_root))).read(ORDER_ITEMS.ref).count() == 4  # GOOD_LINES: 4 order items (one a guest order)
-    else:
-        assert result.returncode != 0
+    assert result.returncode == 0, log[-3000:]
+    lakehouse = Lakehouse(spark, LakehouseConfig(root=str(tmp_path / "lakehouse")))
+    assert lakehouse.read(ORDER_ITEMS.ref).count() == 4  # GOOD_LINES: 4 order items (one a guest order)

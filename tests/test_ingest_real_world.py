@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from shopai_spark.app import load_config, main, run_job
 from shopai_spark.quality import QUARANTINE
+from shopai_spark.runs import JOB_RUNS
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS
 from shopai_spark.tables import Lakehouse
 from tests.conftest import LOCAL_CONF, base_overrides, cli_args
@@ -233,7 +234,7 @@ def test_product_file_without_price_column_is_accepted(tmp_path, mlflow_store, s
     ("header_only", "the orders source .* has no rows"),
 ])
 def test_missing_or_empty_input_is_one_clear_line_and_writes_nothing(case, message, tmp_path, mlflow_store,
-                                                                    capsys):
+                                                                    capsys, spark, make_config):
     orders = tmp_path / "raw" / "orders"
     if case != "missing_path":
         orders.mkdir(parents=True)
@@ -246,7 +247,10 @@ def test_missing_or_empty_input_is_one_clear_line_and_writes_nothing(case, messa
     assert code == 3
     assert err[-1].startswith("ingest failed: ") and "Traceback" not in "\n".join(err)
     assert re.search(message, err[-1]), err[-1]
-    assert not (tmp_path / "lakehouse").exists()
+    # the only table is the run ledger, which records the run that ended without writing
+    assert [p.name for p in (tmp_path / "lakehouse").iterdir()] == ["ops"]
+    events = sorted(r["event"] for r in Lakehouse(spark, make_config().lakehouse).read(JOB_RUNS).collect())
+    assert events == ["rolled_back", "started"]
 
 
 def test_an_order_redelivered_with_another_customer_is_quarantined_not_merged(tmp_path, mlflow_store, spark):

@@ -22,7 +22,7 @@ def test_tracked_run_logs_config_versions_metrics_and_artifacts(make_config, spa
     lakehouse.overwrite(spark.range(3), ref)
     lakehouse.overwrite(spark.range(4), ref)
     with tracked_run(config.tracking, "unit", flatten(config.platform)) as run:
-        run.log_input_versions(lakehouse, [ref, TableRef("silver", "absent")])
+        run.log_input_versions({ref: lakehouse.version(ref), TableRef("silver", "absent"): None})
         run.log_metrics({"rows": 4, "undefined": None})
         run.log_table(pd.DataFrame({"a": [1, 2]}), "small_table")
     logged = mlflow.get_run(run.run_id)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 FREQUENT_ITEMSETS = TableRef("gold", "frequent_itemsets")
 ASSOCIATION_RULES = TableRef("gold", "association_rules")
 FREQUENTLY_BOUGHT_TOGETHER = TableRef("gold", "frequently_bought_together")
+OUTPUTS = (FREQUENT_ITEMSETS, ASSOCIATION_RULES, FREQUENTLY_BOUGHT_TOGETHER)
 NAMED_RULE_COLUMNS = (*RULE_COLUMNS, "antecedent_names", "consequent_names", "rule_text")
 RULE_ORDER = ("lift", "confidence", "support", "rule_text")  # descending, descending, descending, ascending
 
@@ -155,13 +156,12 @@ def log_run(run: JobRun, mined: Mined, counts: dict[str, int], config: FpGrowthC
 def run(ctx: JobContext) -> JobSummary:
     """Mine the order baskets (see module docstring); the summary lists the top rules by lift."""
     config = ctx.config
-    lake = ctx.lakehouse
     needed = [ORDERS.ref, ORDER_ITEMS.ref, *([PRODUCTS.ref] if config.level == "category" else [])]
     used = ctx.require_inputs(needed, optional=[PRODUCTS.ref])
 
     with ctx.step("baskets") as step:
-        products = lake.read(PRODUCTS.ref) if PRODUCTS.ref in used else None
-        status = order_baskets(lake.read(ORDER_ITEMS.ref), lake.read(ORDERS.ref), config, products).persist(
+        products = ctx.read(PRODUCTS.ref) if PRODUCTS.ref in used else None
+        status = order_baskets(ctx.read(ORDER_ITEMS.ref), ctx.read(ORDERS.ref), config, products).persist(
             StorageLevel.MEMORY_AND_DISK)
         counts = basket_counts(status)
         baskets = usable(status).persist(StorageLevel.MEMORY_AND_DISK)

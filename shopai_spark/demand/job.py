@@ -4,8 +4,8 @@ Steps: clean order lines (bad lines counted, see :mod:`~shopai_spark.demand.pane
 activity, SKU lives, calendar-complete panel, features and targets; then (``demand.forecast``) the
 rolling-origin backtest of the per-SKU statsforecast models, the global GBT and the baselines (a
 model per demand class, conformal quantiles, simulated service level: see
-:mod:`~shopai_spark.demand.evaluation`) and gold.inventory_signals. Everything is computed before anything is written; if the second write
-fails, the table already written is restored to its previous version (Lakehouse.overwrite_all).
+:mod:`~shopai_spark.demand.evaluation`) and gold.inventory_signals. Everything is computed before anything is written; the two tables change as one unit (the run
+ledger, :mod:`shopai_spark.runs`).
 
 ``demand.mode = full`` rewrites gold.sku_demand_features (partitioned by ``month``).
 ``incremental`` recomputes the days from ``end_date - incremental_days + 1`` (reading
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 SKU_DEMAND_FEATURES = TableRef("gold", "sku_demand_features")
 INVENTORY_SIGNALS = TableRef("gold", "inventory_signals")
+OUTPUTS = (SKU_DEMAND_FEATURES, INVENTORY_SIGNALS)
 PARTITION = "month_start"
 DEMO_DAYS = 3
 SUMMARY_METRICS = ("backtest_wape_all", "zero_wape_all", "moving_average_wape_all", "p90_coverage_all",
@@ -109,7 +110,7 @@ def build_features(ctx: JobContext, lines: DataFrame, events: DataFrame | None, 
     origin_day = end_date + dt.timedelta(days=1)
     panel = pnl.build_panel(sales, activity, bounds, from_date=grid_from, extra_day=origin_day)
     ref = promotions_ref(config)
-    promotions = ctx.lakehouse.read(ref) if ref else None
+    promotions = ctx.read(ref) if ref else None
     featured = feats.add_features(panel, config, end_date, promotions).select(*feats.output_columns(config))
     if from_date:
         featured = featured.filter(F.col("date") >= F.lit(from_date))
@@ -243,14 +244,14 @@ def summary_lines(result: ForecastEvaluation, config: DemandConfig) -> list[str]
 
 def run(ctx: JobContext) -> JobSummary:
     """Features (full or incremental), forecasts and inventory signals (see module docstring)."""
-    config, lake = ctx.config, ctx.lakehouse
+    config = ctx.config
     used = ctx.require_inputs([ORDERS.ref, ORDER_ITEMS.ref, *([promotions_ref(config)] if config.promotions_table
                                                                else [])], optional=[EVENTS.ref])
-    events = lake.read(EVENTS.ref) if EVENTS.ref in used else None
+    events = ctx.read(EVENTS.ref) if EVENTS.ref in used else None
     notes = [] if events is not None else [f"no {EVENTS.ref}: views, cart_adds and their features left empty, "
                                            "likely_stockout never flagged"]
     with ctx.step("order lines") as counts:
-        lines = pnl.order_lines(lake.read(ORDERS.ref), lake.read(ORDER_ITEMS.ref)).persist(
+        lines = pnl.order_lines(ctx.read(ORDERS.ref), ctx.read(ORDER_ITEMS.ref)).persist(
             StorageLevel.MEMORY_AND_DISK)
         end_date = resolve_end_date(config, lines)
         issues = pnl.line_issue_counts(lines, _date(config.start_date), end_date)

@@ -23,6 +23,8 @@ from shopai_spark.tables import TableRef
 
 log = logging.getLogger(__name__)
 
+OUTPUTS = (TRUTH_SEGMENTS, TRUTH_BUNDLES, TRUTH_SKU_DEMAND, TRUTH_PROMOTIONS)
+
 RAW_FORMATS = {"products": "csv", "orders": "csv", "events": "json"}
 
 

@@ -5,8 +5,8 @@ its column mapping (:mod:`~shopai_spark.ingest.sources`), parse types and apply 
 :mod:`~shopai_spark.ingest.validate`, split off duplicates, shape the silver tables (products are
 derived from the order lines when there is no product source); only when every source is validated
 are the tables written, quarantine first, then silver by MERGE on their keys (re-ingesting the same
-files inserts nothing). If a silver write fails half way, the tables already merged in this run are
-restored to the version they had before it.
+files inserts nothing). The tables change as one unit: a run that fails or is killed half way is
+undone by the run ledger (:mod:`shopai_spark.runs`; OUTPUTS, APPENDS).
 
 Every raw row read ends in exactly one place: a silver row (``silver.order_items`` and
 ``silver.returns`` count the raw lines they merge in ``source_lines``) or a quarantine row.
@@ -26,6 +26,7 @@ from shopai_spark.ingest.config import IngestConfig, SourceConfig
 from shopai_spark.ingest.sources import ROW_ID_COLUMNS, RawSource, read_source
 from shopai_spark.pseudonyms import key_from_environment, pseudonym
 from shopai_spark.quality import (
+    QUARANTINE,
     count_by_reasons,
     raw_quarantine_rows,
     split_reasons,
@@ -38,6 +39,8 @@ from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS,
 log = logging.getLogger(__name__)
 
 REJECTED_COLUMNS = (*ROW_ID_COLUMNS, "record", "reason")
+OUTPUTS = tuple(table.ref for table in (EVENTS, ORDERS, ORDER_ITEMS, RETURNS, PRODUCTS))
+APPENDS = (QUARANTINE,)
 
 
 @dataclass
@@ -162,21 +165,19 @@ def write_rejected(ctx: JobContext, sources: list[ValidatedSource]) -> int:
 
 
 def merge_silver(ctx: JobContext, sources: list[ValidatedSource]) -> dict[str, dict[str, int]]:
-    """MERGE every silver frame into its table, all or nothing (a failure restores the tables
-    already merged); returns Delta's operation metrics per table."""
+    """MERGE every silver frame into its table; returns Delta's operation metrics per table."""
     lakehouse = ctx.lakehouse
     tables = [(table, frame, table in source.insert_only) for source in sources
               for table, frame in source.silver.items()]
     for table, _, _ in tables:
         lakehouse.ensure(table.ref, table.ddl, table.constraints)
     metrics = {}
-    with lakehouse.restored_on_failure([table.ref for table, _, _ in tables]):
-        for table, frame, insert_only in tables:
-            with ctx.step(f"merge {table.ref}") as step:
-                result = lakehouse.merge(frame, table.ref, keys=table.keys, update=not insert_only)
-                step.update(inserted=result.get("numTargetRowsInserted", 0),
-                            updated=result.get("numTargetRowsUpdated", 0))
-            metrics[str(table.ref)] = result
+    for table, frame, insert_only in tables:
+        with ctx.step(f"merge {table.ref}") as step:
+            result = lakehouse.merge(frame, table.ref, keys=table.keys, update=not insert_only)
+            step.update(inserted=result.get("numTargetRowsInserted", 0),
+                        updated=result.get("numTargetRowsUpdated", 0))
+        metrics[str(table.ref)] = result
     return metrics
 
 

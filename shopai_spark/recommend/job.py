@@ -29,7 +29,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from shopai_spark.errors import EmptyInputError, MissingTableError
-from shopai_spark.quality import quarantine_rejected, split_valid
+from shopai_spark.quality import QUARANTINE, quarantine_rejected, split_valid
 from shopai_spark.recommend import interactions as fb
 from shopai_spark.recommend.baseline import item_popularity
 from shopai_spark.recommend.config import AlsConfig
@@ -54,6 +54,8 @@ USER_RECOMMENDATIONS = TableRef("gold", "user_recommendations")
 SIMILAR_ITEMS = TableRef("gold", "similar_items")
 USER_INDEX = TableRef("gold", "als_user_index")
 ITEM_INDEX = TableRef("gold", "als_item_index")
+OUTPUTS = (USER_RECOMMENDATIONS, SIMILAR_ITEMS, USER_INDEX, ITEM_INDEX)
+APPENDS = (QUARANTINE,)
 SUMMARY_METRICS = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate", "coverage", "rmse", "mae")
 SHOP_SOURCES = ("events", "orders", "events+orders")
 
@@ -69,7 +71,6 @@ class Feedback:
     parts: dict[str, DataFrame]
     rejected: dict[str, DataFrame]
     known_users: DataFrame
-    inputs: list[TableRef]
     purchased: DataFrame | None = None
     guest_order_lines: int | None = None
     test: DataFrame | None = None
@@ -126,40 +127,37 @@ def decay_reference(config: AlsConfig, frames: list[tuple[DataFrame, str]]) -> d
 @dataclass
 class ShopTables:
     """What a shop source reads: valid events (None unless the source uses events), orders and their
-    lines (None when absent), returns (when subtracted), the known-user frames, the input tables
-    and the rejected events."""
+    lines (None when absent), returns (when subtracted), the known-user frames and the rejected
+    events."""
 
     events: DataFrame | None = None
     orders: DataFrame | None = None
     lines: DataFrame | None = None
     returns: DataFrame | None = None
     known: list[DataFrame] = field(default_factory=list)
-    inputs: list[TableRef] = field(default_factory=list)
     rejected: dict[str, DataFrame] = field(default_factory=dict)
 
 
 def read_shop_tables(ctx: JobContext) -> ShopTables:
     """The silver tables ``als.source`` needs (MissingTableError names a missing one) and those
     that give known users, purchases and guests whatever the source."""
-    config, lake = ctx.config, ctx.lakehouse
-    check_shop_tables(lake, config.source)
+    config = ctx.config
+    check_shop_tables(ctx.lakehouse, config.source)
+    returns = [RETURNS.ref] if config.source != "events" and config.subtract_returns else []
+    used = ctx.require_inputs([], optional=[EVENTS.ref, ORDERS.ref, ORDER_ITEMS.ref, *returns])
     shop = ShopTables()
-    if lake.exists(EVENTS.ref):
-        raw = lake.read(EVENTS.ref)
+    if EVENTS.ref in used:
+        raw = ctx.read(EVENTS.ref)
         shop.known.append(_user_ids(raw))
-        shop.inputs.append(EVENTS.ref)
         if config.source != "orders":
             shop.events, shop.rejected[str(EVENTS.ref)] = split_valid(raw, fb.event_rules(config.event_weights))
-    if lake.exists(ORDERS.ref):
-        shop.orders = lake.read(ORDERS.ref)
+    if ORDERS.ref in used:
+        shop.orders = ctx.read(ORDERS.ref)
         shop.known.append(_user_ids(shop.orders))
-        shop.inputs.append(ORDERS.ref)
-        if lake.exists(ORDER_ITEMS.ref):
-            shop.lines = fb.order_lines(lake.read(ORDER_ITEMS.ref), shop.orders)
-            shop.inputs.append(ORDER_ITEMS.ref)
-    if config.source != "events" and config.subtract_returns and lake.exists(RETURNS.ref):
-        shop.returns = lake.read(RETURNS.ref)
-        shop.inputs.append(RETURNS.ref)
+        if ORDER_ITEMS.ref in used:
+            shop.lines = fb.order_lines(ctx.read(ORDER_ITEMS.ref), shop.orders)
+    if RETURNS.ref in used:
+        shop.returns = ctx.read(RETURNS.ref)
     return shop
 
 
@@ -185,21 +183,22 @@ def read_shop_feedback(ctx: JobContext) -> Feedback:
     guests = None if shop.lines is None else shop.lines.where("guest").count()
     purchased = None if shop.lines is None else fb.purchased_items(shop.lines)
     known_users = functools.reduce(DataFrame.unionByName, shop.known).distinct()
-    return Feedback(parts, shop.rejected, known_users, shop.inputs, purchased, guests)
+    return Feedback(parts, shop.rejected, known_users, purchased, guests)
 
 
 def read_feedback(ctx: JobContext) -> Feedback:
     """Read and validate the configured source (``als.source``) into :class:`Feedback`."""
-    config, lake = ctx.config, ctx.lakehouse
+    config = ctx.config
     if config.source in SHOP_SOURCES:
         return read_shop_feedback(ctx)
     if config.source == "ratings_table":
         ref = TableRef(*config.ratings_table.split("."))
-        raw, name, inputs = lake.read(ref), str(ref), [ref]
+        ctx.require_inputs([ref])
+        raw, name = ctx.read(ref), str(ref)
     else:
-        raw, name, inputs = fb.read_udata(ctx.spark, config.ratings_path), config.ratings_path, []
+        raw, name = fb.read_udata(ctx.spark, config.ratings_path), config.ratings_path
     interactions, rejected = _validated_ratings(config, raw)
-    feedback = Feedback({config.source: interactions}, {name: rejected}, _user_ids(raw).distinct(), inputs)
+    feedback = Feedback({config.source: interactions}, {name: rejected}, _user_ids(raw).distinct())
     if config.test_path:
         feedback.test, feedback.rejected[config.test_path] = _validated_ratings(
             config, fb.read_udata(ctx.spark, config.test_path))
@@ -365,7 +364,6 @@ def validated_interactions(ctx: JobContext, metrics: dict[str, float]) -> tuple[
     EmptyInputError (previous outputs kept) when no valid interaction is left."""
     config = ctx.config
     feedback = read_feedback(ctx)
-    ctx.run.log_input_versions(ctx.lakehouse, feedback.inputs)
     quarantined = quarantine_rejected(ctx.lakehouse, feedback.rejected, ctx.job, ctx.run.run_id)
     metrics.update({f"quarantined.{k}": v for k, v in quarantined.items()})
     interactions, from_source = combine_parts(feedback.parts)

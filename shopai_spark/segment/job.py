@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from shopai_spark.errors import InputError
-from shopai_spark.quality import quarantine_rejected
+from shopai_spark.quality import QUARANTINE, quarantine_rejected
 from shopai_spark.runtime import JobContext, JobSummary
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, PRODUCTS, RETURNS
 from shopai_spark.segment import features as feats
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 CUSTOMER_SEGMENTS = TableRef("gold", "customer_segments")
 SEGMENT_PROFILES = TableRef("gold", "segment_profiles")
 SEGMENT_MIGRATIONS = TableRef("gold", "segment_migrations")
+OUTPUTS = (CUSTOMER_SEGMENTS, SEGMENT_PROFILES, SEGMENT_MIGRATIONS)
+APPENDS = (QUARANTINE,)
 MODEL_TAG = "segments_model_uri"
 
 
@@ -56,19 +58,18 @@ def read_inputs(ctx: JobContext, used: list[TableRef]) -> tuple[feats.Inputs, li
     silver.events, ``products`` None without silver.products or when no product has a category
     (products derived from order lines). Orders, order_items and returns are required
     (MissingTableError)."""
-    lake = ctx.lakehouse
     notes = []
-    events = lake.read(EVENTS.ref) if EVENTS.ref in used else None
+    events = ctx.read(EVENTS.ref) if EVENTS.ref in used else None
     if events is None:
         notes.append(f"no {EVENTS.ref}: behaviour features left empty ({', '.join(EVENT_FEATURES)})")
-    products = lake.read(PRODUCTS.ref) if PRODUCTS.ref in used else None
+    products = ctx.read(PRODUCTS.ref) if PRODUCTS.ref in used else None
     if products is None:
         notes.append(f"no {PRODUCTS.ref}: category_diversity left empty")
     elif products.filter(F.col("category").isNotNull()).isEmpty():
         products = None
         notes.append(f"{PRODUCTS.ref} has no category: category_diversity left empty")
-    inputs = feats.Inputs(orders=lake.read(ORDERS.ref), order_items=lake.read(ORDER_ITEMS.ref),
-                          returns=lake.read(RETURNS.ref), products=products, events=events)
+    inputs = feats.Inputs(orders=ctx.read(ORDERS.ref), order_items=ctx.read(ORDER_ITEMS.ref),
+                          returns=ctx.read(RETURNS.ref), products=products, events=events)
     return inputs, notes
 
 
