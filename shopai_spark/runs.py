@@ -176,7 +176,7 @@ class RunLedger:
         """The version to read of each of ``refs``: the one the last committed run that wrote it
         left, or its latest version when no committed run of any job wrote it (a table from outside)."""
         committed = committed_versions(self.lakehouse, refs)
-        return {ref: committed.get(ref, self.lakehouse.version(ref)) for ref in refs}
+        return {ref: committed[ref] if ref in committed else self.lakehouse.version(ref) for ref in refs}
 
     def open_runs(self) -> list[OpenRun]:
         """Runs of this job with a ``started`` row and no end row."""
