@@ -48,7 +48,7 @@ def run(bench) -> None:
     shape = {"users": users, "items": items, "rank": rank}
 
     with bench.stage("als.train", interactions=rows, iterations=iterations, **shape):
-        model = fit(data, config, Params(rank, config.reg_param, config.alpha, iterations))
+        model = fit(data, config, Params(rank, config.reg_param, config.alpha, iterations)).ranking
         model.userFactors.count()
     factors = collect_item_factors(model.itemFactors)
     warmup = model.userFactors.limit(WARMUP_USERS)

@@ -86,6 +86,11 @@ class NothingChanged(Exception):  # noqa: N818 - an outcome, not a failure
         self.previous = previous
 
 
+class UndeclaredOutputError(RuntimeError):
+    """A job wrote a table that is neither among its outputs nor its appends (a bug in the job:
+    the ledger could not undo that write)."""
+
+
 class RunLedger:
     """The ledger of one job. ``outputs``: every table the job may write and no other job writes
     (undone by restoring their version); ``appends``: tables other jobs write too, to which the job
@@ -138,6 +143,11 @@ class RunLedger:
     def commit(self, run_id: str, inputs: Versions) -> None:
         """Record that ``run_id`` wrote all its outputs (their versions: the last this run wrote, else
         their version before it) and read ``inputs``: the commit record, written last."""
+        undeclared = sorted(str(ref) for ref in self.lakehouse.written if ref not in self.before and ref != JOB_RUNS)
+        if undeclared:
+            raise UndeclaredOutputError(
+                f"{self.job} wrote {', '.join(undeclared)} without declaring it in its outputs or appends: "
+                "a killed run would leave it from that run; declare it in the job's OUTPUTS or APPENDS")
         written = {ref: self.lakehouse.written.get(ref, version) for ref, version in self.before.items()}
         self._append(run_id, "committed", inputs=inputs, outputs=written)
 

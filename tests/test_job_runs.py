@@ -22,7 +22,7 @@ from shopai_spark.app import AppConfig, main, run_job
 from shopai_spark.basket import job as basket_job
 from shopai_spark.errors import RunKilled
 from shopai_spark.ingest.job import APPENDS, OUTPUTS
-from shopai_spark.runs import JOB_RUNS, RunLedger
+from shopai_spark.runs import JOB_RUNS, RunLedger, UndeclaredOutputError
 from shopai_spark.runtime import JobContext
 from shopai_spark.schemas import ORDERS
 from shopai_spark.tables import Lakehouse, TableRef
@@ -173,3 +173,16 @@ def test_sigterm_after_each_gold_commit_leaves_the_committed_gold_tables(shop_la
                 run_job("fpgrowth", other)
         assert contents(lakehouse, basket_job.OUTPUTS) == committed, f"killed after commit {after}: tables changed"
     assert "RUNNING" not in run_statuses(other.tracking.experiment).values()
+
+
+def test_a_job_that_writes_an_undeclared_table_cannot_commit(make_config, spark):
+    lakehouse = Lakehouse(spark, make_config().lakehouse)
+    declared, stray = TableRef("gold", "declared"), TableRef("gold", "stray")
+    ledger = RunLedger(lakehouse, "some_job", [declared], [], 12)
+    ledger.begin("run-1", on_abandoned=lambda run_id: None)
+    rows = spark.createDataFrame([(1,)], "x INT")
+    lakehouse.overwrite(rows, declared)
+    ledger.commit("run-1", {})   # only its declared output: commits
+    lakehouse.overwrite(rows, stray)
+    with pytest.raises(UndeclaredOutputError, match="some_job wrote gold.stray without declaring it"):
+        ledger.commit("run-1", {})

@@ -44,8 +44,8 @@ def reference_weights(rows, weights, half_life=None, reference=None) -> pd.DataF
         acc[0] += w
         acc[1] = max(acc[1], ts)
         acc[2] = acc[2] or kind == "purchase"
-    return pd.DataFrame([(u, s, *v) for (u, s), v in sorted(out.items())],
-                        columns=["user_id", "item_id", "rating", "ts", "consumed"])
+    return pd.DataFrame([(u, s, *v, True) for (u, s), v in sorted(out.items())],
+                        columns=["user_id", "item_id", "rating", "ts", "consumed", "relevant"])
 
 
 @pytest.mark.parametrize("half_life", [None, 7.0])
@@ -86,18 +86,28 @@ def test_event_and_rating_rules_quarantine_bad_rows(spark):
         assert sorted(r["reason"] for r in rejected.collect()) == reasons
 
 
-def test_rated_items_explicit_mean_and_implicit_positives(spark):
+def test_rated_items_keep_every_rating_with_two_thresholds(spark):
     ratings = spark.createDataFrame(
         [("u1", "i1", 4.0, T0), ("u1", "i1", 2.0, T0 + dt.timedelta(days=1)), ("u1", "i2", 5.0, T0),
          ("u2", "i1", 3.0, T0)], "user_id STRING, item_id STRING, rating DOUBLE, ts TIMESTAMP")
-    schema = "user_id STRING, item_id STRING, rating DOUBLE, ts TIMESTAMP, consumed BOOLEAN"
-    explicit = fb.rated_items(ratings, "explicit", 4.0).orderBy("user_id", "item_id")
-    assert_df_equality(explicit, spark.createDataFrame(
-        [("u1", "i1", 3.0, T0 + dt.timedelta(days=1), True), ("u1", "i2", 5.0, T0, True),
-         ("u2", "i1", 3.0, T0, True)], schema), ignore_nullable=True)
-    implicit = fb.rated_items(ratings, "implicit", 4.0).orderBy("user_id", "item_id")
-    assert_df_equality(implicit, spark.createDataFrame(
-        [("u1", "i1", 1.0, T0, True), ("u1", "i2", 1.0, T0, True)], schema), ignore_nullable=True)
+    schema = "user_id STRING, item_id STRING, rating DOUBLE, ts TIMESTAMP, consumed BOOLEAN, relevant BOOLEAN"
+    t1 = T0 + dt.timedelta(days=1)
+
+    def rows(r1, r2, r3):   # weights of (u1, i1: mean 3), (u1, i2: 5), (u2, i1: 3); relevant = mean >= 4
+        return spark.createDataFrame([("u1", "i1", r1, t1, True, False), ("u1", "i2", r2, T0, True, True),
+                                      ("u2", "i1", r3, T0, True, False)], schema)
+
+    def rated(*args):
+        return fb.rated_items(ratings, *args).orderBy("user_id", "item_id")
+
+    assert_df_equality(rated("explicit", 4.0), rows(3.0, 5.0, 3.0), ignore_nullable=True)
+    # the usual implicit protocol: train on every rating, relevant = rating >= 4
+    assert_df_equality(rated("implicit", 4.0), rows(1.0, 1.0, 1.0), ignore_nullable=True)
+    # feedback only from ratings >= 3.5, weighted by the rating
+    assert_df_equality(rated("implicit", 4.0, 3.5, "rating"), rows(0.0, 5.0, 0.0), ignore_nullable=True)
+    # rows without feedback stay (excluded from recommendations, evaluated) but are not trained on
+    assert fb.training_feedback(rated("implicit", 4.0, 3.5), "implicit").count() == 1
+    assert fb.training_feedback(rated("explicit", 4.0), "explicit").count() == 3
 
 
 def test_read_udata_parses_movielens_lines_and_marks_garbage(spark, tmp_path):

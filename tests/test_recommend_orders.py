@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 T0 = dt.datetime(2024, 3, 1)
 DAY = dt.timedelta(days=1)
-INTERACTIONS = "user_id STRING, item_id STRING, rating DOUBLE, ts TIMESTAMP, consumed BOOLEAN"
+INTERACTIONS = "user_id STRING, item_id STRING, rating DOUBLE, ts TIMESTAMP, consumed BOOLEAN, relevant BOOLEAN"
 ORDER_ROWS = [("o1", "u1", T0), ("o2", "u1", T0 + 10 * DAY), ("o3", None, T0 + 5 * DAY), ("o4", " ", T0),
               ("o5", "u2", T0 + 20 * DAY), ("o6", "u3", T0 + 2 * DAY)]
 ITEM_ROWS = [("o1", "a", 2), ("o1", "b", 1), ("o2", "a", 1), ("o2", "c", 480),  # u1 (c: a wholesale line)
@@ -51,8 +51,9 @@ def order_frames(spark):
 
 
 def expected(rows, schema, spark):
-    """Hand-computed interactions as a frame sorted like the result."""
-    return spark.createDataFrame(sorted(rows), schema)
+    """Hand-computed interactions (without ``relevant``: every shop interaction is) as a frame
+    sorted like the result."""
+    return spark.createDataFrame(sorted((*row, True) for row in rows), schema)
 
 
 def test_order_lines_flag_guests_and_drop_lines_without_order(spark):

@@ -1,7 +1,9 @@
 """MovieLens 100k (../shared/data/ml-100k, the ua.base / ua.test split) through the ALS job.
 
-Explicit mode with the default model config must reach test RMSE <= 0.95; implicit mode (ratings
->= 4 as positives) must beat the popularity baseline on NDCG@10 by at least 30%.
+Explicit mode with the default model config must reach test RMSE <= 0.95, on the same test rows
+as the item-mean baseline, and serve top-10 lists that beat popularity; implicit mode (trained on
+every rating, relevant = rating >= 4) must beat popularity on NDCG@10 by at least 30%. No served
+list holds a movie the user rated, whatever the rating.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import pytest
 
 from shopai_spark.app import run_job
+from shopai_spark.recommend.interactions import read_udata
+from shopai_spark.recommend.job import USER_RECOMMENDATIONS
+from shopai_spark.tables import Lakehouse
 from tests.conftest import shared_data
 
 pytestmark = pytest.mark.realdata
@@ -20,13 +25,26 @@ def movielens_config(make_config, mode: str):
                        "als.refit_full=false", "als.registered_model=null", "als.similar_m=5")
 
 
-def test_movielens_explicit_rmse(spark, make_config):
-    summary = run_job("als", movielens_config(make_config, "explicit"), spark)
+def assert_no_rated_movie_is_served(spark, config) -> None:
+    rated = read_udata(spark, config.als.ratings_path).select("user_id", "item_id")
+    served = Lakehouse(spark, config.lakehouse).read(USER_RECOMMENDATIONS).select("user_id", "sku")
+    assert served.count() == 943 * config.als.top_n
+    assert served.withColumnRenamed("sku", "item_id").join(rated, ["user_id", "item_id"]).isEmpty()
+
+
+def test_movielens_explicit_rmse_and_served_lists(spark, make_config):
+    config = movielens_config(make_config, "explicit")
+    summary = run_job("als", config, spark)
     assert summary.tables["gold.als_user_index"] == 943
     assert summary.metrics["test_rmse"] <= 0.95
     assert summary.metrics["test_rmse"] < summary.metrics["popularity_rmse"]  # beats item-mean predictions
+    assert summary.metrics["served_popularity"] == 0
+    assert summary.metrics["test_ndcg_at_k"] > summary.metrics["popularity_ndcg_at_k"]
+    assert_no_rated_movie_is_served(spark, config)
 
 
 def test_movielens_implicit_beats_popularity(spark, make_config):
-    summary = run_job("als", movielens_config(make_config, "implicit"), spark)
+    config = movielens_config(make_config, "implicit")
+    summary = run_job("als", config, spark)
     assert summary.metrics["test_ndcg_at_k"] >= 1.3 * summary.metrics["popularity_ndcg_at_k"]
+    assert_no_rated_movie_is_served(spark, config)

@@ -26,8 +26,8 @@ def group(index: int) -> int:
 
 
 def ratings(spark, rows):
-    columns = "user_id STRING, item_id STRING, user_idx INT, item_idx INT, rating DOUBLE, ts TIMESTAMP"
-    return spark.createDataFrame([(f"u{u}", f"i{i}", u, i, float(r), T0 + dt.timedelta(days=d))
+    columns = "user_id STRING, item_id STRING, user_idx INT, item_idx INT, rating DOUBLE, ts TIMESTAMP, relevant BOOLEAN"
+    return spark.createDataFrame([(f"u{u}", f"i{i}", u, i, float(r), T0 + dt.timedelta(days=d), r >= 4)
                                   for u, i, r, d in rows], columns)
 
 
@@ -73,8 +73,15 @@ def test_the_grid_is_chosen_on_validation_not_on_test(spark, make_config):
     assert not [c for c in children.columns if c.startswith("metrics.test_")]
 
 
-def test_a_single_grid_point_makes_no_validation_split(spark, make_config):
-    config = make_config("als.mode=explicit", "als.rank=3")
+def test_a_single_grid_point_is_not_tuned_but_guarded_against_popularity_on_validation(spark, make_config):
+    config = make_config("als.mode=explicit", "als.rank=3", "als.leave_k=3")
     with tracked_run(config.tracking, "als") as run:
         selection = select_params(config.als, ratings(spark, train_rows()), run)
-    assert selection.params.rank == 3 and selection.trials == [] and selection.validation == {}
+    assert selection.params.rank == 3 and selection.trials == []       # nothing chosen, no child run
+    # validation = each user's last 3 ratings, scored for the model and popularity on the same rows
+    assert selection.validation["predictions"] == selection.validation_popularity["predictions"] == 3 * USERS
+    assert selection.validation["rmse"] < selection.validation_popularity["rmse"]
+    # 6 candidates per user, every rated item a positive of the ranking model: it ranks the one
+    # 5-star item no better than popularity does, so the guard serves popularity
+    model, baseline = (s["ndcg_at_k"] for s in (selection.validation, selection.validation_popularity))
+    assert selection.guard_metric == "ndcg_at_k" and model < baseline and not selection.model_wins

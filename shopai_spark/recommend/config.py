@@ -26,8 +26,11 @@ class AlsConfig:
     ``test_path`` (u.data format) gives a fixed test set instead of ``split``. Guest orders (null
     user_id) are left out and counted.
 
-    ``mode``: ``implicit`` (confidence weights, ALS implicitPrefs) or ``explicit`` (ratings). With a
-    ratings source in implicit mode, ratings >= ``positive_threshold`` are positives of weight 1.
+    ``mode``: ``implicit`` (confidence weights, ALS implicitPrefs) or ``explicit`` (ratings). A
+    ratings source answers two questions with two settings: what becomes training feedback in
+    implicit mode (``feedback_min_rating``, weighted by ``feedback_weight``) and which held-out
+    ratings count as relevant in the ranking metrics (``relevant_min_rating``, both modes). Every
+    rated item, whatever its rating, is excluded from that user's recommendations.
 
     ``grid``: lists of values per key of GRID_KEYS (missing key → the single value above); every
     combination is a trial (MLflow child run) scored on a validation split carved out of the
@@ -45,8 +48,15 @@ class AlsConfig:
     ratings_path: str | None = setting(None, doc="source=udata (required there): path of the u.data file")
     test_path: str | None = setting(None, doc="ratings sources: a u.data file used as the test set; "
                                               "null = `split`")
-    positive_threshold: float = setting(4.0, doc="ratings >= this: positives of weight 1 (implicit mode), "
-                                                 "relevant test items (explicit mode's ranking metrics)")
+    feedback_min_rating: float | None = setting(
+        None, doc="ratings sources, implicit mode: ratings >= this become training feedback (the others "
+                  "are still excluded from the user's recommendations); null = every rating")
+    feedback_weight: Literal["binary", "rating"] = setting(
+        "binary", doc="ratings sources, implicit mode: weight of a training rating: binary (1) or rating "
+                      "(its value)")
+    relevant_min_rating: float = setting(
+        4.0, doc="ratings sources: a held-out rating >= this is a relevant item of the ranking metrics (both "
+                 "modes); shop sources: every held-out interaction is relevant")
     event_weights: dict[str, float] = setting(
         factory=lambda: {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
         doc="events, events+orders: weight per event_type (>= 0, one > 0), summed per user and item; other "
@@ -144,6 +154,12 @@ class AlsConfig:
     def selection_metric(self) -> str:
         """Metric the grid selects on: ``tune_metric`` or rmse (explicit) / ndcg_at_k (implicit)."""
         return self.tune_metric or ("rmse" if self.mode == "explicit" else "ndcg_at_k")
+
+    @property
+    def ranking_metric(self) -> str:
+        """Metric a model must not lose on to popularity (validation) to be served: ``tune_metric``
+        when it is a ranking metric, else ndcg_at_k."""
+        return self.tune_metric if self.tune_metric in RANKING_METRICS else "ndcg_at_k"
 
     @property
     def minimize(self) -> bool:

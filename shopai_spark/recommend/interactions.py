@@ -1,9 +1,11 @@
 """Feedback → one interaction per (user, item): the input of ALS.
 
 Every source ends in the same columns (``INTERACTION_COLUMNS``):
-``user_id`` STRING, ``item_id`` STRING, ``rating`` DOUBLE (implicit: confidence weight; explicit:
-the rating), ``ts`` TIMESTAMP (latest interaction, may be null), ``consumed`` BOOLEAN (the user
-bought the item; every rated item counts as consumed).
+``user_id`` STRING, ``item_id`` STRING, ``rating`` DOUBLE (implicit: confidence weight, 0 for a
+rating kept only to be excluded and evaluated; explicit: the rating), ``ts`` TIMESTAMP (latest
+interaction, may be null), ``consumed`` BOOLEAN (the user bought the item; every rated item counts
+as consumed), ``relevant`` BOOLEAN (a hit of the ranking metrics when held out: every shop
+interaction, a rating >= ``relevant_min_rating``).
 
 Bad rows are never dropped silently: :func:`event_rules` / :func:`rating_rules` are quality rules,
 and the job quarantines what breaks them (null ids, unknown event types, NaN / negative weights).
@@ -21,7 +23,7 @@ from pyspark.sql import functions as F
 
 from shopai_spark.quality import Rule, is_missing, missing_value
 
-INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "ts", "consumed")
+INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "ts", "consumed", "relevant")
 UDATA_SCHEMA = "user_id STRING, item_id STRING, rating STRING, unix_ts STRING"
 SECONDS_PER_DAY = 86_400.0
 
@@ -76,7 +78,7 @@ def weighted_events(events: DataFrame, weights: Mapping[str, float], half_life_d
     weight = weight * _decay(F.col("event_ts"), half_life_days, reference, "weighted_events")
     aggregated = events.groupBy(F.col("user_id"), F.col("sku").alias("item_id")).agg(
         F.sum(weight).alias("rating"), F.max("event_ts").alias("ts"),
-        F.max(F.col("event_type") == "purchase").alias("consumed"))
+        F.max(F.col("event_type") == "purchase").alias("consumed"), F.lit(True).alias("relevant"))
     return aggregated.filter(F.col("rating") > 0).select(*INTERACTION_COLUMNS)
 
 
@@ -127,32 +129,51 @@ def ordered_items(lines: DataFrame, returns: DataFrame | None, scheme: str, orde
     rating = (F.lit(float(order_weight)) * quantity_weight(F.col("units"), scheme)
               * _decay(F.col("ts"), half_life_days, reference, "ordered_items"))
     return bought.where(F.col("units") > 0).select(
-        "user_id", F.col("sku").alias("item_id"), rating.alias("rating"), "ts", F.lit(True).alias("consumed"))
+        "user_id", F.col("sku").alias("item_id"), rating.alias("rating"), "ts", F.lit(True).alias("consumed"),
+        F.lit(True).alias("relevant"))
 
 
 def summed_interactions(interactions: DataFrame) -> DataFrame:
     """Interactions of several sources (INTERACTION_COLUMNS, extra columns ignored; several rows per
-    (user, item) allowed) → one row per (user, item): ratings summed, latest ts, consumed if any is."""
+    (user, item) allowed) → one row per (user, item): ratings summed, latest ts, consumed (relevant)
+    if any is."""
     return interactions.groupBy("user_id", "item_id").agg(
-        F.sum("rating").alias("rating"), F.max("ts").alias("ts"), F.max("consumed").alias("consumed")
-    ).select(*INTERACTION_COLUMNS)
+        F.sum("rating").alias("rating"), F.max("ts").alias("ts"), F.max("consumed").alias("consumed"),
+        F.max("relevant").alias("relevant")).select(*INTERACTION_COLUMNS)
 
 
-def rated_items(ratings: DataFrame, mode: str, positive_threshold: float) -> DataFrame:
-    """Valid ratings (user_id, item_id, rating[, ts]) → interactions (INTERACTION_COLUMNS).
+def rated_items(ratings: DataFrame, mode: str, relevant_min_rating: float,
+                feedback_min_rating: float | None = None, feedback_weight: str = "binary") -> DataFrame:
+    """Valid ratings (user_id, item_id, rating[, ts]) → interactions (INTERACTION_COLUMNS), one row
+    per rated (user, item), whatever the rating: every rated item is consumed (excluded from that
+    user's recommendations) and ``relevant`` when its mean rating >= ``relevant_min_rating``.
 
-    Explicit: the mean rating per (user, item). Implicit: ratings >= ``positive_threshold`` become
-    positives of weight 1.0, the rest are dropped. ``ts`` is the latest rating time (null if absent).
+    ``rating``: explicit mode, the mean rating; implicit mode, the training weight: 1.0 (``binary``)
+    or the mean rating (``rating``) when the mean rating >= ``feedback_min_rating`` (None: every
+    rating), else 0.0 (no feedback: :func:`training_feedback` leaves the row out of the fit).
+    ``ts`` is the latest rating time (null if absent).
     """
     ts = F.col("ts").cast("timestamp") if "ts" in ratings.columns else F.lit(None).cast("timestamp")
-    frame = ratings.select("user_id", "item_id", F.col("rating").cast("double").alias("rating"), ts.alias("ts"))
-    if mode == "implicit":
-        frame = frame.filter(F.col("rating") >= positive_threshold).withColumn("rating", F.lit(1.0))
-        value = F.max("rating")
-    else:
-        value = F.avg("rating")
-    return frame.groupBy("user_id", "item_id").agg(value.alias("rating"), F.max("ts").alias("ts")).withColumn(
-        "consumed", F.lit(True)).select(*INTERACTION_COLUMNS)
+    per_pair = ratings.groupBy("user_id", "item_id").agg(F.avg(F.col("rating").cast("double")).alias("mean"),
+                                                         F.max(ts).alias("ts"))
+    mean = F.col("mean")
+    rating = implicit_weight(mean, feedback_min_rating, feedback_weight) if mode == "implicit" else mean
+    return per_pair.select("user_id", "item_id", rating.alias("rating"), "ts", F.lit(True).alias("consumed"),
+                           (mean >= relevant_min_rating).alias("relevant"))
+
+
+def implicit_weight(rating: Column, feedback_min_rating: float | None, feedback_weight: str) -> Column:
+    """A rating as implicit feedback: 1.0 (``binary``) or the rating (``rating``) when it is >=
+    ``feedback_min_rating`` (None: always), else 0.0 (no feedback)."""
+    weight = F.lit(1.0) if feedback_weight == "binary" else rating
+    is_feedback = F.lit(True) if feedback_min_rating is None else rating >= feedback_min_rating
+    return F.when(is_feedback, weight).otherwise(F.lit(0.0))
+
+
+def training_feedback(interactions: DataFrame, mode: str) -> DataFrame:
+    """The interactions ALS and the baselines learn from: implicit mode drops the rows of weight 0
+    (ratings below ``feedback_min_rating``, kept for exclusion and evaluation); explicit keeps all."""
+    return interactions.where(F.col("rating") > 0) if mode == "implicit" else interactions
 
 
 def read_udata(spark: SparkSession, path: str) -> DataFrame:

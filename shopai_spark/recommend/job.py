@@ -37,6 +37,7 @@ from shopai_spark.recommend.indexing import build_index, to_ids, to_indices
 from shopai_spark.recommend.split import split
 from shopai_spark.recommend.topn import collect_item_factors, recommend_all, similar_items
 from shopai_spark.recommend.train import (
+    Models,
     Selection,
     evaluate,
     evaluate_popularity,
@@ -82,7 +83,8 @@ def _user_ids(frame: DataFrame) -> DataFrame:
 
 def _validated_ratings(config: AlsConfig, raw: DataFrame) -> tuple[DataFrame, DataFrame]:
     good, rejected = split_valid(raw, fb.rating_rules(config.mode))
-    return fb.rated_items(good, config.mode, config.positive_threshold), rejected
+    return fb.rated_items(good, config.mode, config.relevant_min_rating, config.feedback_min_rating,
+                          config.feedback_weight), rejected
 
 
 def _orders_hint(lake: Lakehouse, source: str) -> str:
@@ -232,6 +234,13 @@ def excluded_items(indexed: DataFrame, exclude: str, purchased: DataFrame | None
     return rows if purchased is None else rows.unionByName(purchased.select("user_idx", "item_idx"))
 
 
+def excluded_pairs(indexed: DataFrame, purchased: DataFrame | None) -> DataFrame:
+    """(user_id, item_id) a cold user may not get: consumed interactions (e.g. ratings of any value
+    without training feedback) and ``purchased`` order lines."""
+    rows = indexed.where("consumed").select("user_id", "item_id")
+    return rows if purchased is None else rows.unionByName(purchased.select("user_id", "item_id"))
+
+
 def fallback_recommendations(indexed: DataFrame, items_index: DataFrame, cold_users: DataFrame, n: int,
                              bought: DataFrame | None = None) -> DataFrame:
     """Cold users (user_id) × the items with the most distinct users, minus the items each bought
@@ -266,8 +275,9 @@ class Outputs:
 
 
 def build_outputs(ctx: JobContext, model: ALSModel, indexed: DataFrame, users: DataFrame, items: DataFrame,
-                  known_users: DataFrame, purchased: DataFrame | None = None) -> Outputs:
-    """Top-N per user (+ fallback for cold known users) and similar items, persisted and counted.
+                  known_users: DataFrame, purchased: DataFrame | None = None, personalised: bool = True) -> Outputs:
+    """Top-N per user from the ranking ``model`` (+ the popularity fallback for cold known users;
+    for every known user when not ``personalised``) and similar items, persisted and counted.
     ``purchased`` (user_id, item_id bought per silver.order_items) is excluded too, unless
     ``als.exclude`` is none."""
     config = ctx.config
@@ -276,10 +286,13 @@ def build_outputs(ctx: JobContext, model: ALSModel, indexed: DataFrame, users: D
     factors = collect_item_factors(model.itemFactors)
     excluded = excluded_items(indexed, config.exclude,
                               None if purchased is None else to_indices(purchased, users, items))
-    warm = recommend_all(model.userFactors, factors, config.top_n, excluded, config.block_size)
+    warm = recommend_all(model.userFactors if personalised else model.userFactors.limit(0), factors,
+                         config.top_n, excluded, config.block_size)
     warm = to_ids(warm, users, items, item_id_col="sku").withColumn("is_fallback", F.lit(False))
     cold = known_users.join(warm.select("user_id").distinct(), "user_id", "left_anti")
-    recs = warm.unionByName(fallback_recommendations(indexed, items, cold, config.top_n, purchased)).select(
+    bought = None if config.exclude == "none" else excluded_pairs(indexed, purchased)
+    recs = warm.unionByName(fallback_recommendations(fb.training_feedback(indexed, config.mode), items, cold,
+                                                       config.top_n, bought)).select(
         "user_id", "rank", "sku", "score", "is_fallback").persist(StorageLevel.MEMORY_AND_DISK)
     similar = similar_items(factors, ctx.spark, config.similar_m, config.block_size,
                             int(ctx.spark.conf.get("spark.sql.shuffle.partitions")))
@@ -392,34 +405,53 @@ def index_ids(interactions: DataFrame, test: DataFrame | None, metrics: dict[str
 
 @dataclass
 class Evaluated:
-    """The chosen grid point, the ALS model fitted with it on the training rows, and its test
-    metrics next to the popularity baseline's on the same test rows."""
+    """The chosen grid point (with its validation guard), its models fitted on the training rows,
+    and their test metrics next to the popularity baseline's on the same test rows."""
 
     selection: Selection
-    model: ALSModel
+    models: Models
     test: dict[str, float]
     baseline: dict[str, float]
 
 
 def tune_and_compare(ctx: JobContext, ids: Indexed, test: DataFrame | None, metrics: dict[str, float]) -> Evaluated:
-    """Split off the test rows (or take the fixed test set), choose the grid point on validation
-    (:func:`select_params`), fit it on all training rows and score it and popularity once on test.
-    Adds validation_*, test_*, popularity_* and the NDCG lift to ``metrics``."""
+    """Split off the test rows (or take the fixed test set), choose the grid point and guard it
+    against popularity on validation (:func:`select_params`), fit it on all training rows and score
+    it and popularity once on test. Adds validation_*, validation_popularity_*, test_*,
+    popularity_*, the NDCG lift and ``served_popularity`` (1: the model lost on validation) to
+    ``metrics``."""
     config = ctx.config
     train, held_out = (ids.interactions, to_indices(test, ids.users, ids.items)) if test is not None \
         else split(ids.interactions, config)
     selection = select_params(config, train, ctx.run)
     data = evaluation_set(train, held_out, config)
-    model = fit(data.train, config, selection.params)
-    tested, baseline = evaluate(model, data, config), evaluate_popularity(data, config)
+    models = fit(data.train, config, selection.params)
+    tested, baseline = evaluate(models, data, config), evaluate_popularity(data, config)
     data.unpersist()
-    for prefix, values in (("validation", selection.validation), ("test", tested), ("popularity", baseline)):
+    for prefix, values in (("validation", selection.validation), ("validation_popularity",
+                           selection.validation_popularity), ("test", tested), ("popularity", baseline)):
         metrics.update({f"{prefix}_{k}": v for k, v in values.items() if v is not None})
     if baseline.get("ndcg_at_k"):
         metrics["ndcg_lift_vs_popularity"] = tested["ndcg_at_k"] / baseline["ndcg_at_k"] - 1.0
+    metrics["served_popularity"] = float(not selection.model_wins)
     ctx.run.log_params({f"als.best.{k}": v for k, v in asdict(selection.params).items()}
-                       | {"als.trials": len(selection.trials)})
-    return Evaluated(selection, model, tested, baseline)
+                       | {"als.trials": len(selection.trials), "als.served": served_name(selection)})
+    return Evaluated(selection, models, tested, baseline)
+
+
+def served_name(selection: Selection) -> str:
+    """``als`` or ``popularity`` (the model lost to it on validation)."""
+    return "als" if selection.model_wins else "popularity"
+
+
+def served_line(selection: Selection) -> str:
+    """What gold.user_recommendations serves and why, with the validation figures that decided."""
+    metric = selection.guard_metric
+    model, baseline = selection.validation.get(metric), selection.validation_popularity.get(metric)
+    figures = f"validation {metric} {model or 0:.4f} vs popularity {baseline or 0:.4f}"
+    if selection.model_wins:
+        return f"  served: als ({figures})"
+    return f"  served: popularity to every user, the model lost to it ({figures})"
 
 
 def run(ctx: JobContext) -> JobSummary:
@@ -434,21 +466,21 @@ def run(ctx: JobContext) -> JobSummary:
         step.update(users=int(metrics["users"]), items=int(metrics["items"]))
     with ctx.step("split + tune") as step:
         evaluated = tune_and_compare(ctx, ids, feedback.test, metrics)
-        best = evaluated.selection.params
+        best, selection = evaluated.selection.params, evaluated.selection
         metric = evaluated.test.get(config.selection_metric)
-        step.update(trials=len(evaluated.selection.trials), chosen=best,
+        step.update(trials=len(selection.trials), chosen=best, served=served_name(selection),
                     **{f"test_{config.selection_metric}": round(metric, 4) if metric is not None else None})
     with ctx.step("final model") as step:
-        model = fit(ids.interactions, config, best) if config.refit_full else evaluated.model
+        models = fit(ids.interactions, config, best) if config.refit_full else evaluated.models
         step.update(refit=config.refit_full)
     with ctx.step("top-N + similar items") as step:
-        outputs = build_outputs(ctx, model, ids.interactions, ids.users, ids.items, feedback.known_users,
-                                feedback.purchased)
+        outputs = build_outputs(ctx, models.ranking, ids.interactions, ids.users, ids.items, feedback.known_users,
+                                feedback.purchased, personalised=selection.model_wins)
         metrics["fallback_share"] = outputs.counts["fallback_users"] / max(outputs.counts["recommended_users"], 1)
         step.update(**outputs.counts)
     with ctx.step("write gold") as step:
         write_outputs(ctx, outputs)
-        model_uri, version = log_model(ctx, model, ids.interactions)
+        model_uri, version = log_model(ctx, models.logged, ids.interactions)
         step.update(model=model_uri, version=version)
     table = metric_table(evaluated.test, evaluated.baseline)
     ctx.run.log_metrics(metrics)
@@ -456,6 +488,7 @@ def run(ctx: JobContext) -> JobSummary:
     lines = [f"  mode={config.mode} source={config.source} split={config.split if feedback.test is None else 'fixed'} "
              f"chosen={best} model={model_uri} version={version}",
              source_line(int(metrics["interactions"]), from_source, feedback.guest_order_lines),
+             served_line(selection),
              *("  " + line for line in table.to_string(index=False, float_format="{:.4f}".format).splitlines()),
              *sample_lines(outputs.recommendations, ids.interactions)]
     for frame in (outputs.recommendations, outputs.similar, interactions):
@@ -466,7 +499,8 @@ def run(ctx: JobContext) -> JobSummary:
 
 def summarize(ctx: JobContext, outputs: Outputs, metrics: dict[str, float], lines: list[str]) -> JobSummary:
     """Rows per gold table, the headline metrics and ``lines``."""
-    shown = ("test_ndcg_at_k", "popularity_ndcg_at_k", "test_rmse", "popularity_rmse", "fallback_share")
+    shown = ("test_ndcg_at_k", "popularity_ndcg_at_k", "test_rating_model_ndcg_at_k", "test_rmse", "popularity_rmse",
+             "fallback_share", "served_popularity")
     return JobSummary(job=ctx.job, run_id=ctx.run.run_id,
                       tables={str(USER_RECOMMENDATIONS): outputs.counts["recommendation_rows"],
                               str(SIMILAR_ITEMS): outputs.counts["similar_rows"],

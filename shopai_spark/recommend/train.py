@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from shopai_spark.recommend.baseline import item_mean_predictions, popularity_recommend
 from shopai_spark.recommend.config import AlsConfig
+from shopai_spark.recommend.interactions import implicit_weight, training_feedback
 from shopai_spark.recommend.metrics import error_metrics, ranking_metrics
 from shopai_spark.recommend.split import validation_split
 from shopai_spark.recommend.topn import collect_item_factors, recommend_all
@@ -49,68 +50,111 @@ def param_grid(config: AlsConfig) -> list[Params]:
                                                 values["max_iter"])]
 
 
-def build_als(config: AlsConfig, params: Params) -> ALS:
+def build_als(config: AlsConfig, params: Params, implicit: bool) -> ALS:
     """The MLlib estimator for ``params`` (users/items without factors are dropped when scoring)."""
-    return ALS(userCol="user_idx", itemCol="item_idx", ratingCol="rating", implicitPrefs=config.mode == "implicit",
+    return ALS(userCol="user_idx", itemCol="item_idx", ratingCol="rating", implicitPrefs=implicit,
                rank=params.rank, regParam=params.reg_param, alpha=params.alpha, maxIter=params.max_iter,
                seed=config.seed, checkpointInterval=config.checkpoint_interval, numUserBlocks=config.num_blocks,
                numItemBlocks=config.num_blocks, coldStartStrategy="drop")
 
 
-def fit(train: DataFrame, config: AlsConfig, params: Params) -> ALSModel:
-    """Fit ALS on ``train`` (user_idx, item_idx, rating)."""
-    return build_als(config, params).fit(train.select("user_idx", "item_idx", "rating"))
+@dataclass
+class Models:
+    """The models of one grid point. ``ranking`` (implicit ALS) orders every recommendation list;
+    in explicit mode it is fitted on the same ratings taken as implicit feedback
+    (:func:`~shopai_spark.recommend.interactions.implicit_weight`), because a rating model's top-N
+    favours items rated once or twice. ``rating`` (explicit mode only, else None) predicts ratings:
+    RMSE/MAE and the logged model."""
+
+    ranking: ALSModel
+    rating: ALSModel | None = None
+
+    @property
+    def logged(self) -> ALSModel:
+        """The model logged to MLflow: the rating model in explicit mode, else the ranking model."""
+        return self.rating or self.ranking
+
+
+def ranking_feedback(train: DataFrame, config: AlsConfig) -> DataFrame:
+    """user_idx, item_idx, rating: the implicit feedback the ranking model learns from (explicit
+    mode: each rating through ``feedback_min_rating`` / ``feedback_weight``)."""
+    if config.mode == "explicit":
+        train = train.withColumn("rating", implicit_weight(F.col("rating"), config.feedback_min_rating,
+                                                           config.feedback_weight))
+    return training_feedback(train, "implicit").select("user_idx", "item_idx", "rating")
+
+
+def fit(train: DataFrame, config: AlsConfig, params: Params) -> Models:
+    """Fit the models of ``params`` on ``train`` (user_idx, item_idx, rating)."""
+    ranking = build_als(config, params, implicit=True).fit(ranking_feedback(train, config))
+    if config.mode == "implicit":
+        return Models(ranking)
+    return Models(ranking, build_als(config, params, implicit=False).fit(train.select("user_idx", "item_idx", "rating")))
 
 
 @dataclass
 class EvalSet:
-    """A split ready for evaluation.
+    """A split ready for evaluation; ALS and the baselines are scored on exactly these rows.
 
-    ``truth``: relevant test (user_idx, item_idx) of users that have train history (implicit: every
-    test interaction; explicit: test ratings >= positive_threshold). ``exclude``: train
-    (user_idx, item_idx), never recommended during evaluation. ``catalog_size``: distinct train items.
+    ``train``: the training feedback (:func:`~shopai_spark.recommend.interactions.training_feedback`).
+    ``exclude``: every training (user_idx, item_idx), feedback or not (e.g. a rating below
+    ``feedback_min_rating``), never recommended during evaluation. ``truth``: the ``relevant`` test
+    (user_idx, item_idx) of users with training feedback. ``scored``: the test rows (user_idx,
+    item_idx, rating) whose user and item both have training feedback, the rows every model's
+    RMSE/MAE is computed on (explicit mode; ALS predicts nothing for the others).
+    ``catalog_size``: distinct training items.
     """
 
     train: DataFrame
-    test: DataFrame
+    scored: DataFrame
     truth: DataFrame
     exclude: DataFrame
     catalog_size: int
 
     def unpersist(self) -> None:
-        for frame in (self.train, self.test, self.truth):
+        for frame in (self.train, self.scored, self.truth, self.exclude):
             frame.unpersist()
 
 
 def evaluation_set(train: DataFrame, test: DataFrame, config: AlsConfig) -> EvalSet:
-    """Persist ``train``/``test`` and derive the relevance truth (see :class:`EvalSet`)."""
-    train = train.select("user_idx", "item_idx", "rating").persist(StorageLevel.MEMORY_AND_DISK)
-    test = test.select("user_idx", "item_idx", "rating").persist(StorageLevel.MEMORY_AND_DISK)
-    relevant = test if config.mode == "implicit" else test.where(F.col("rating") >= config.positive_threshold)
-    known = train.select("user_idx").distinct()
-    truth = relevant.join(known, "user_idx").select("user_idx", "item_idx").distinct() \
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    catalog = train.select("item_idx").distinct().count()
-    return EvalSet(train, test, truth, train.select("user_idx", "item_idx"), catalog)
+    """``train`` and ``test`` (user_idx, item_idx, rating, relevant, ...) → the persisted
+    :class:`EvalSet`."""
+    persisted = StorageLevel.MEMORY_AND_DISK
+    exclude = train.select("user_idx", "item_idx").persist(persisted)
+    feedback = training_feedback(train, config.mode).select("user_idx", "item_idx", "rating").persist(persisted)
+    users, items = feedback.select("user_idx").distinct(), feedback.select("item_idx").distinct()
+    truth = test.where("relevant").select("user_idx", "item_idx").distinct().join(users, "user_idx") \
+        .persist(persisted)
+    scored = test.select("user_idx", "item_idx", "rating").join(users, "user_idx").join(items, "item_idx") \
+        .persist(persisted)
+    return EvalSet(feedback, scored, truth, exclude, items.count())
 
 
-def evaluate(model: ALSModel, data: EvalSet, config: AlsConfig) -> dict[str, float]:
-    """Ranking metrics at ``config.k`` (users of ``data.truth``), plus RMSE/MAE in explicit mode."""
+def model_ranking_metrics(model: ALSModel, data: EvalSet, config: AlsConfig) -> dict[str, float]:
+    """Ranking metrics at ``config.k`` of ``model``'s top-k for the users of ``data.truth``."""
     users = model.userFactors.join(data.truth.select(F.col("user_idx").alias("id")).distinct(), "id")
     recs = recommend_all(users, collect_item_factors(model.itemFactors), config.k, data.exclude, config.block_size)
-    metrics = ranking_metrics(recs, data.truth, config.k, data.catalog_size)
-    if config.mode == "explicit":
-        metrics.update(error_metrics(model.transform(data.test)))
+    return ranking_metrics(recs, data.truth, config.k, data.catalog_size)
+
+
+def evaluate(models: Models, data: EvalSet, config: AlsConfig) -> dict[str, float]:
+    """Ranking metrics of the ranking model, plus in explicit mode the rating model's RMSE/MAE on
+    ``data.scored`` and the NDCG of its own top-k (``rating_model_ndcg_at_k``: why it does not rank)."""
+    metrics = model_ranking_metrics(models.ranking, data, config)
+    if models.rating is not None:
+        metrics.update(error_metrics(models.rating.transform(data.scored)))
+        metrics["rating_model_ndcg_at_k"] = model_ranking_metrics(models.rating, data, config)["ndcg_at_k"]
     return metrics
 
 
 def evaluate_popularity(data: EvalSet, config: AlsConfig) -> dict[str, float]:
-    """The same metrics for the popularity baseline (explicit: item-mean predictions for RMSE/MAE)."""
+    """The same metrics for the popularity baseline on the same users, candidates and rows
+    (explicit: item-mean predictions for RMSE/MAE)."""
     users = data.truth.select("user_idx").distinct()
     recs = popularity_recommend(users, data.train, config.k, data.exclude, config.block_size)
     metrics = ranking_metrics(recs, data.truth, config.k, data.catalog_size)
     if config.mode == "explicit":
-        metrics.update(error_metrics(item_mean_predictions(data.train, data.test)))
+        metrics.update(error_metrics(item_mean_predictions(data.train, data.scored)))
     return metrics
 
 
@@ -153,26 +197,37 @@ def best_trial(trials: list[Trial], config: AlsConfig) -> Trial:
 
 @dataclass
 class Selection:
-    """The chosen grid point, with the trials and the chosen trial's validation metrics (both
-    empty for a one-point grid: nothing is chosen, no validation split is made)."""
+    """The chosen grid point, the trials (empty for a one-point grid: nothing to choose, no child
+    run) and, on the validation split, the chosen point's metrics and the popularity baseline's."""
 
     params: Params
     trials: list[Trial]
     validation: dict[str, float]
+    validation_popularity: dict[str, float]
+    guard_metric: str
+
+    @property
+    def model_wins(self) -> bool:
+        """The chosen point does at least as well as popularity on validation (``guard_metric``):
+        only then are its recommendations served."""
+        model, baseline = self.validation.get(self.guard_metric), self.validation_popularity.get(self.guard_metric)
+        return baseline is None or (model is not None and model >= baseline)
 
 
 def select_params(config: AlsConfig, train: DataFrame, run: JobRun) -> Selection:
     """Choose the grid point on a validation split of ``train`` (user_idx, item_idx, rating, ts and
-    the split's id columns; see :func:`~shopai_spark.recommend.split.validation_split`); the test
-    rows are not read."""
+    the split's id columns; see :func:`~shopai_spark.recommend.split.validation_split`) and score
+    popularity there too; the test rows are not read."""
     grid = param_grid(config)
-    if len(grid) == 1:
-        return Selection(grid[0], [], {})
     fit_rows, validation = validation_split(train, config)
     data = evaluation_set(fit_rows, validation, config)
     try:
-        trials = tune(config, data, run)
+        if len(grid) == 1:
+            trials, chosen = [], Trial(grid[0], evaluate(fit(data.train, config, grid[0]), data, config), "")
+        else:
+            trials = tune(config, data, run)
+            chosen = best_trial(trials, config)
+        baseline = evaluate_popularity(data, config)
     finally:
         data.unpersist()
-    best = best_trial(trials, config)
-    return Selection(best.params, trials, best.metrics)
+    return Selection(chosen.params, trials, chosen.metrics, baseline, config.ranking_metric)
