@@ -5,6 +5,8 @@ issue's target size); 20 interactions per user. Stages: fit implicit ALS, then t
 for every user (numpy in mapInPandas, :func:`recommend_all`) and MLlib's ``recommendForAllUsers``
 (both fully computed into a no-op sink), and a parity check on 500 sampled users against
 ``recommendForUserSubset``: share of (user, rank) with the same item and the largest score gap.
+Item-based CF on the same interactions: the item neighbours (co-occurrence self-join, 50 per
+item) and the top-10 for every user from them, each fully computed into a no-op sink.
 Before the two timed top-N stages, both are run once on WARMUP_USERS users (untimed): the first
 Python UDF of a session starts the Python workers and imports numpy/pandas/pyarrow, and the first
 MLlib call compiles its code paths; neither is part of a steady-state top-N.
@@ -15,6 +17,7 @@ from __future__ import annotations
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
+from shopai_spark.recommend.itemcf import item_cf_recommend, item_neighbours
 from shopai_spark.recommend.topn import collect_item_factors, recommend_all, recommendations_to_long
 from shopai_spark.recommend.train import Params, fit
 
@@ -72,4 +75,17 @@ def run(bench) -> None:
                          F.count(F.lit(1)).alias("rows")).first()
         extra.update(same_item_share=round(row["same_item"], 4), max_score_gap=float(f"{row['max_score_gap']:.2g}"),
                      rows=row["rows"])
+    bench_item_cf(bench, data, config, rows, shape)
     data.unpersist()
+
+
+def bench_item_cf(bench, data, config, rows: int, shape: dict) -> None:
+    """Stages itemcf.neighbours and itemcf.topn (see the module docstring)."""
+    per_user = {"interactions": rows, "neighbours": config.item_cf_neighbours, **shape}
+    with bench.stage("itemcf.neighbours", **per_user):
+        neighbours = item_neighbours(data, config.item_cf_neighbours, config.item_cf_shrinkage,
+                                     config.item_cf_max_user_items).persist(StorageLevel.MEMORY_AND_DISK)
+        neighbours.count()
+    with bench.stage("itemcf.topn", top=TOP, **per_user):
+        item_cf_recommend(data.select("user_idx"), data, neighbours, TOP).write.format("noop").mode("overwrite").save()
+    neighbours.unpersist()

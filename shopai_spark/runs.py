@@ -143,7 +143,8 @@ class RunLedger:
     def commit(self, run_id: str, inputs: Versions) -> None:
         """Record that ``run_id`` wrote all its outputs (their versions: the last this run wrote, else
         their version before it) and read ``inputs``: the commit record, written last."""
-        undeclared = sorted(str(ref) for ref in self.lakehouse.written if ref not in self.before and ref != JOB_RUNS)
+        declared = {*self.outputs, *self.appends, JOB_RUNS}
+        undeclared = sorted(str(ref) for ref in self.lakehouse.written if ref not in declared)
         if undeclared:
             raise UndeclaredOutputError(
                 f"{self.job} wrote {', '.join(undeclared)} without declaring it in its outputs or appends: "

@@ -177,12 +177,13 @@ def test_sigterm_after_each_gold_commit_leaves_the_committed_gold_tables(shop_la
 
 def test_a_job_that_writes_an_undeclared_table_cannot_commit(make_config, spark):
     lakehouse = Lakehouse(spark, make_config().lakehouse)
-    declared, stray = TableRef("gold", "declared"), TableRef("gold", "stray")
-    ledger = RunLedger(lakehouse, "some_job", [declared], [], 12)
+    declared, shared, stray = TableRef("gold", "declared"), TableRef("ops", "shared"), TableRef("gold", "stray")
+    ledger = RunLedger(lakehouse, "some_job", [declared], [shared], 12)
     ledger.begin("run-1", on_abandoned=lambda run_id: None)
     rows = spark.createDataFrame([(1,)], "x INT")
     lakehouse.overwrite(rows, declared)
-    ledger.commit("run-1", {})   # only its declared output: commits
+    lakehouse.overwrite(rows, shared)
+    ledger.commit("run-1", {})   # only its declared output and append: commits
     lakehouse.overwrite(rows, stray)
     with pytest.raises(UndeclaredOutputError, match="some_job wrote gold.stray without declaring it"):
         ledger.commit("run-1", {})

@@ -30,7 +30,8 @@ def test_als_on_the_generated_shop(spark, tmp_path, mlflow_store, shop_lakehouse
     assert recs.groupBy("user_id").count().where("count != 5").count() == 0
     bought = lake.read(EVENTS.ref).where("event_type = 'purchase'").select("user_id", "sku").distinct()
     assert recs.join(bought, ["user_id", "sku"]).count() == 0
-    # this small fit (rank 8, 5 iterations) loses to popularity on validation (NDCG@10 0.085 vs 0.140;
-    # on test too, 0.115 vs 0.141): the guard serves popularity to every user and says so
-    assert "served: popularity to every user, the model lost to it (validation ndcg_at_k" in out
-    assert recs.where(~F.col("is_fallback")).count() == 0
+    # the served lists come from the recommender that did best on validation, said in one line
+    served = [line for line in out.splitlines() if line.startswith("  served: ")]
+    assert len(served) == 1 and "validation ndcg_at_k: popularity " in served[0], served
+    fallback = recs.where(F.col("is_fallback")).count()
+    assert (fallback == recs.count()) == served[0].startswith("  served: popularity to every user")

@@ -34,7 +34,7 @@ GROUPS = ("a", "b")
 USERS = 40
 COLD_USER = "cold-1"
 FAST = ("als.rank=4", "als.max_iter=6", "als.num_blocks=2", "als.top_n=5", "als.similar_m=3", "als.k=5",
-        "als.checkpoint_interval=2")
+        "als.checkpoint_interval=2", "als.serve_from=[als]")   # these tests read ALS's own lists
 
 
 def planted_events(seed: int = 0) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import datetime as dt
 import mlflow
 import pytest
 
-from shopai_spark.recommend.train import Params, evaluate, evaluation_set, fit, select_params
+from shopai_spark.recommend.train import Params, Selection, evaluate, evaluation_set, fit, select_params
 from shopai_spark.tracking import tracked_run
 
 T0 = dt.datetime(2024, 1, 1)
@@ -64,7 +64,7 @@ def test_the_grid_is_chosen_on_validation_not_on_test(spark, make_config):
     assert on_test[HEAVY] < on_test[LIGHT]            # choosing on test would pick the heavy one
     assert selection.params.reg_param == LIGHT        # chosen on validation
     by_reg = {t.params.reg_param: t.metrics["rmse"] for t in selection.trials}
-    assert by_reg[LIGHT] < by_reg[HEAVY] and selection.validation["rmse"] == by_reg[LIGHT]
+    assert by_reg[LIGHT] < by_reg[HEAVY] and selection.validation["als"]["rmse"] == by_reg[LIGHT]
 
     children = mlflow.search_runs([mlflow.get_run(run.run_id).info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{run.run_id}'")
@@ -73,15 +73,33 @@ def test_the_grid_is_chosen_on_validation_not_on_test(spark, make_config):
     assert not [c for c in children.columns if c.startswith("metrics.test_")]
 
 
-def test_a_single_grid_point_is_not_tuned_but_guarded_against_popularity_on_validation(spark, make_config):
+def test_a_single_grid_point_is_not_tuned_but_compared_with_item_cf_and_popularity_on_validation(spark, make_config):
     config = make_config("als.mode=explicit", "als.rank=3", "als.leave_k=3")
     with tracked_run(config.tracking, "als") as run:
         selection = select_params(config.als, ratings(spark, train_rows()), run)
     assert selection.params.rank == 3 and selection.trials == []       # nothing chosen, no child run
     # validation = each user's last 3 ratings, scored for the model and popularity on the same rows
-    assert selection.validation["predictions"] == selection.validation_popularity["predictions"] == 3 * USERS
-    assert selection.validation["rmse"] < selection.validation_popularity["rmse"]
-    # 6 candidates per user, every rated item a positive of the ranking model: it ranks the one
-    # 5-star item no better than popularity does, so the guard serves popularity
-    model, baseline = (s["ndcg_at_k"] for s in (selection.validation, selection.validation_popularity))
-    assert selection.guard_metric == "ndcg_at_k" and model < baseline and not selection.model_wins
+    als, item_cf, popularity = (selection.validation[name] for name in ("als", "item_cf", "popularity"))
+    assert als["predictions"] == popularity["predictions"] == 3 * USERS
+    assert als["rmse"] < popularity["rmse"]
+    # 6 candidates per user, every rated item a positive of the ranking model: ALS ranks the one
+    # 5-star item a little worse than popularity does, item-based CF a little better: it is served
+    assert selection.guard_metric == "ndcg_at_k"
+    assert als["ndcg_at_k"] < popularity["ndcg_at_k"] < item_cf["ndcg_at_k"]
+    assert selection.served == "item_cf"
+
+
+def test_the_served_recommender_is_the_best_on_validation_and_a_tie_goes_to_the_simpler():
+    def served(als, item_cf, popularity):
+        scores = {"als": {"ndcg_at_k": als}, "item_cf": {"ndcg_at_k": item_cf}, "popularity": {"ndcg_at_k": popularity}}
+        return Selection(Params(1, 0.1, 1.0, 1), [], scores, "ndcg_at_k").served
+
+    assert served(0.3, 0.2, 0.1) == "als"
+    assert served(0.2, 0.3, 0.1) == "item_cf"
+    assert served(0.2, 0.2, 0.1) == "item_cf"        # ALS must beat item-based CF, not tie with it
+    assert served(0.1, 0.1, 0.1) == "popularity"
+    assert served(None, 0.05, 0.1) == "popularity"   # undefined never wins
+    assert served(0.2, None, None) == "als"
+    only_als = Selection(Params(1, 0.1, 1.0, 1), [], {"als": {"ndcg_at_k": 0.2}, "item_cf": {"ndcg_at_k": 0.3},
+                                                    "popularity": {"ndcg_at_k": 0.1}}, "ndcg_at_k", ("als",))
+    assert only_als.served == "als"                # als.serve_from=[als]: item-based CF is scored, never served

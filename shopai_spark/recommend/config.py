@@ -108,6 +108,18 @@ class AlsConfig:
         "purchased", doc="never recommended to a user: purchased (a purchase event, an order line of "
                          "silver.order_items even if returned, or rated), interacted (also any event) or "
                          "none")
+    item_cf_neighbours: int = setting(50, doc="item-based CF: most similar items kept per item (>= 1)")
+    item_cf_shrinkage: float = setting(10.0, doc="item-based CF: cosine x co / (co + this), co = users of both "
+                                                 "items (>= 0; 0 = plain cosine)")
+    item_cf_max_user_items: int = setting(500, doc="item-based CF: items per user in the co-occurrence count (a "
+                                                   "fixed hash sample above it; bounds a heavy user's cost)")
+    serve_from: list[str] = setting(
+        factory=lambda: ["als", "item_cf"],
+        doc="recommenders that may be served (als, item_cf): the best of them and popularity on validation "
+            "wins, a tie going to the simpler one; all three are scored either way")
+    similar_items_from: Literal["factors", "item_cf"] = setting(
+        "factors", doc="gold.similar_items from the ranking model's factors (cosine) or from item-based CF "
+                       "(co-occurrence)")
     block_size: int = setting(1024, doc="users (or items) scored per numpy matrix product in the fast top-N")
     registered_model: str | None = setting(
         "shopai_als", doc="MLflow registered model name; null = log, don't register")
@@ -130,11 +142,16 @@ class AlsConfig:
         if not 0 < self.test_fraction < 1:
             raise ValueError(f"als.test_fraction must be in (0, 1), got {self.test_fraction}")
         for name in ("leave_k", "rank", "max_iter", "checkpoint_interval", "num_blocks", "k", "top_n", "similar_m",
-                     "block_size"):
+                     "block_size", "item_cf_neighbours", "item_cf_max_user_items"):
             if getattr(self, name) < 1:
                 raise ValueError(f"als.{name} must be >= 1, got {getattr(self, name)}")
         if self.reg_param < 0 or self.alpha < 0:
             raise ValueError("als.reg_param and als.alpha must be >= 0")
+        unknown = sorted(set(self.serve_from) - {"als", "item_cf"})
+        if unknown:
+            raise ValueError(f"als.serve_from: {unknown[0]!r} is not a recommender; use als and/or item_cf")
+        if not self.item_cf_shrinkage >= 0:
+            raise ValueError(f"als.item_cf_shrinkage must be >= 0, got {self.item_cf_shrinkage}")
         unknown = sorted(set(self.grid) - set(GRID_KEYS))
         if unknown:
             raise ValueError(f"als.grid.{unknown[0]} is not a grid key; use {', '.join(GRID_KEYS)}")

@@ -1,14 +1,15 @@
-"""Recommendations job: feedback → ALS (tuned on a split, compared with popularity) → gold tables.
+"""Recommendations job: feedback → ALS, item-based CF and popularity, judged on the same held-out
+rows → the lists of the one that wins on validation → gold tables.
 
 Steps: read the feedback source (silver.events, silver.orders + order_items net of returns, both,
 a ratings table or a MovieLens u.data file), quarantine bad rows, aggregate to one interaction per
 (user, item), map ids to dense ints, split off the test rows, choose the grid point on a
-validation split of the training rows (MLflow child runs), score its fit on all training rows and
-the popularity baseline once on the test rows, refit on all interactions, then compute
-top-N per user (already-bought items excluded, cold users get a flagged popularity fallback) and
-similar items. All outputs are computed and checked non-empty before any is written; if a write
-fails, the tables already written in this run are restored to their previous version. The model is
-logged and registered in MLflow.
+validation split of the training rows (MLflow child runs) and the served recommender (ALS,
+item-based CF or popularity, the best there), score all three once on the test rows, refit on all
+interactions, then compute top-N per user (already-bought items excluded, cold users get a flagged
+popularity fallback) and similar items. All outputs are computed and checked non-empty before any
+is written; the run ledger undoes a failed run's writes. The model is logged and registered in
+MLflow.
 
 Guest orders (null user_id) are left out of every per-user step and counted
 (``guest_order_lines_skipped``); the interactions each source gave are logged as
@@ -34,15 +35,19 @@ from shopai_spark.recommend import interactions as fb
 from shopai_spark.recommend.baseline import item_popularity
 from shopai_spark.recommend.config import AlsConfig
 from shopai_spark.recommend.indexing import build_index, to_ids, to_indices
+from shopai_spark.recommend.itemcf import item_cf_recommend, item_neighbours
 from shopai_spark.recommend.split import split
 from shopai_spark.recommend.topn import collect_item_factors, recommend_all, similar_items
 from shopai_spark.recommend.train import (
+    RECOMMENDERS,
     Models,
     Selection,
     evaluate,
+    evaluate_item_cf,
     evaluate_popularity,
     evaluation_set,
     fit,
+    ranking_feedback,
     select_params,
 )
 from shopai_spark.runtime import JobContext, JobSummary
@@ -274,28 +279,53 @@ class Outputs:
     counts: dict[str, int]
 
 
+def ranked_lists(ctx: JobContext, served: str, model: ALSModel, feedback: DataFrame,
+                 excluded: DataFrame | None) -> tuple[DataFrame | None, DataFrame]:
+    """(the served recommender's top ``top_n`` per user with feedback → user_idx, rank, item_idx,
+    score, or None when popularity is served; similar items → item_idx, rank, similar_idx, score,
+    from the model's factors or item-based CF as ``als.similar_items_from`` says)."""
+    config = ctx.config
+    factors = collect_item_factors(model.itemFactors)
+    neighbours = None
+    if "item_cf" in (served, config.similar_items_from):
+        neighbours = item_neighbours(feedback, max(config.item_cf_neighbours, config.similar_m), config.item_cf_shrinkage,
+                                     config.item_cf_max_user_items).persist(StorageLevel.MEMORY_AND_DISK)
+    warm = None
+    if served == "als":
+        warm = recommend_all(model.userFactors, factors, config.top_n, excluded, config.block_size)
+    elif served == "item_cf":
+        kept = neighbours.where(F.col("rank") <= config.item_cf_neighbours)
+        warm = item_cf_recommend(feedback.select("user_idx"), feedback, kept, config.top_n, excluded)
+    if config.similar_items_from == "item_cf":
+        similar = neighbours.where(F.col("rank") <= config.similar_m).select(
+            "item_idx", "rank", F.col("other_idx").alias("similar_idx"), F.col("similarity").alias("score"))
+    else:
+        similar = similar_items(factors, ctx.spark, config.similar_m, config.block_size,
+                                int(ctx.spark.conf.get("spark.sql.shuffle.partitions")))
+    return warm, similar
+
+
 def build_outputs(ctx: JobContext, model: ALSModel, indexed: DataFrame, users: DataFrame, items: DataFrame,
-                  known_users: DataFrame, purchased: DataFrame | None = None, personalised: bool = True) -> Outputs:
-    """Top-N per user from the ranking ``model`` (+ the popularity fallback for cold known users;
-    for every known user when not ``personalised``) and similar items, persisted and counted.
-    ``purchased`` (user_id, item_id bought per silver.order_items) is excluded too, unless
-    ``als.exclude`` is none."""
+                  known_users: DataFrame, purchased: DataFrame | None = None, served: str = "als") -> Outputs:
+    """Top-N per user from the ``served`` recommender (als: the ranking ``model``; item_cf;
+    popularity: the fallback for everyone) + the popularity fallback for cold known users, and
+    similar items, persisted and counted. ``purchased`` (user_id, item_id bought per
+    silver.order_items) is excluded too, unless ``als.exclude`` is none."""
     config = ctx.config
     if config.exclude == "none":
         purchased = None
-    factors = collect_item_factors(model.itemFactors)
     excluded = excluded_items(indexed, config.exclude,
                               None if purchased is None else to_indices(purchased, users, items))
-    warm = recommend_all(model.userFactors if personalised else model.userFactors.limit(0), factors,
-                         config.top_n, excluded, config.block_size)
-    warm = to_ids(warm, users, items, item_id_col="sku").withColumn("is_fallback", F.lit(False))
+    warm, similar = ranked_lists(ctx, served, model, ranking_feedback(indexed, config), excluded)
+    if warm is None:
+        warm = ctx.spark.createDataFrame([], "user_id STRING, rank INT, sku STRING, score DOUBLE, is_fallback BOOLEAN")
+    else:
+        warm = to_ids(warm, users, items, item_id_col="sku").withColumn("is_fallback", F.lit(False))
     cold = known_users.join(warm.select("user_id").distinct(), "user_id", "left_anti")
     bought = None if config.exclude == "none" else excluded_pairs(indexed, purchased)
     recs = warm.unionByName(fallback_recommendations(fb.training_feedback(indexed, config.mode), items, cold,
                                                        config.top_n, bought)).select(
         "user_id", "rank", "sku", "score", "is_fallback").persist(StorageLevel.MEMORY_AND_DISK)
-    similar = similar_items(factors, ctx.spark, config.similar_m, config.block_size,
-                            int(ctx.spark.conf.get("spark.sql.shuffle.partitions")))
     similar = to_ids(to_ids(similar, items=items, item_id_col="sku"), items=items, item_idx_col="similar_idx",
                      item_id_col="similar_sku").select("sku", "similar_sku", "rank", "score") \
         .persist(StorageLevel.MEMORY_AND_DISK)
@@ -331,11 +361,11 @@ def log_model(ctx: JobContext, model: ALSModel, indexed: DataFrame) -> tuple[str
                                    registered_model_name=ctx.config.registered_model)
 
 
-def metric_table(model_metrics: dict[str, float], baseline: dict[str, float]) -> pd.DataFrame:
-    """metric | als | popularity, for the metrics both have."""
-    names = [m for m in SUMMARY_METRICS if model_metrics.get(m) is not None]
-    return pd.DataFrame({"metric": names, "als": [model_metrics[m] for m in names],
-                         "popularity": [baseline.get(m) for m in names]})
+def metric_table(tested: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """metric | als | item_cf | popularity, for the metrics ALS has."""
+    names = [m for m in SUMMARY_METRICS if tested["als"].get(m) is not None]
+    return pd.DataFrame({"metric": names, **{name: [tested[name].get(m) for m in names]
+                                              for name in ("als", "item_cf", "popularity")}})
 
 
 def sample_lines(recs: DataFrame, indexed: DataFrame) -> list[str]:
@@ -405,53 +435,56 @@ def index_ids(interactions: DataFrame, test: DataFrame | None, metrics: dict[str
 
 @dataclass
 class Evaluated:
-    """The chosen grid point (with its validation guard), its models fitted on the training rows,
-    and their test metrics next to the popularity baseline's on the same test rows."""
+    """The chosen grid point (with every recommender's validation metrics), its models fitted on
+    the training rows, and the test metrics of each recommender (name in RECOMMENDERS → metrics)
+    on the same test rows."""
 
     selection: Selection
     models: Models
-    test: dict[str, float]
-    baseline: dict[str, float]
+    test: dict[str, dict[str, float]]
 
 
 def tune_and_compare(ctx: JobContext, ids: Indexed, test: DataFrame | None, metrics: dict[str, float]) -> Evaluated:
-    """Split off the test rows (or take the fixed test set), choose the grid point and guard it
-    against popularity on validation (:func:`select_params`), fit it on all training rows and score
-    it and popularity once on test. Adds validation_*, validation_popularity_*, test_*,
-    popularity_*, the NDCG lift and ``served_popularity`` (1: the model lost on validation) to
-    ``metrics``."""
+    """Split off the test rows (or take the fixed test set), choose the grid point and the served
+    recommender on validation (:func:`select_params`), fit the point on all training rows and score
+    ALS, item-based CF and popularity once on test. Adds to ``metrics``: validation_* (ALS),
+    validation_item_cf_*, validation_popularity_*, test_* (ALS), item_cf_*, popularity_*, the NDCG
+    lift and ``served_popularity`` (1: no model beat popularity on validation)."""
     config = ctx.config
     train, held_out = (ids.interactions, to_indices(test, ids.users, ids.items)) if test is not None \
         else split(ids.interactions, config)
     selection = select_params(config, train, ctx.run)
     data = evaluation_set(train, held_out, config)
     models = fit(data.train, config, selection.params)
-    tested, baseline = evaluate(models, data, config), evaluate_popularity(data, config)
+    tested = {"als": evaluate(models, data, config), "item_cf": evaluate_item_cf(data, config),
+              "popularity": evaluate_popularity(data, config)}
     data.unpersist()
-    for prefix, values in (("validation", selection.validation), ("validation_popularity",
-                           selection.validation_popularity), ("test", tested), ("popularity", baseline)):
-        metrics.update({f"{prefix}_{k}": v for k, v in values.items() if v is not None})
-    if baseline.get("ndcg_at_k"):
-        metrics["ndcg_lift_vs_popularity"] = tested["ndcg_at_k"] / baseline["ndcg_at_k"] - 1.0
-    metrics["served_popularity"] = float(not selection.model_wins)
+    for stage, scores in (("validation", selection.validation), ("test", tested)):
+        for name, values in scores.items():
+            metrics.update({f"{metric_prefix(stage, name)}_{k}": v for k, v in values.items() if v is not None})
+    if tested["popularity"].get("ndcg_at_k"):
+        metrics["ndcg_lift_vs_popularity"] = tested["als"]["ndcg_at_k"] / tested["popularity"]["ndcg_at_k"] - 1.0
+    metrics["served_popularity"] = float(selection.served == "popularity")
     ctx.run.log_params({f"als.best.{k}": v for k, v in asdict(selection.params).items()}
-                       | {"als.trials": len(selection.trials), "als.served": served_name(selection)})
-    return Evaluated(selection, models, tested, baseline)
+                       | {"als.trials": len(selection.trials), "als.served": selection.served})
+    return Evaluated(selection, models, tested)
 
 
-def served_name(selection: Selection) -> str:
-    """``als`` or ``popularity`` (the model lost to it on validation)."""
-    return "als" if selection.model_wins else "popularity"
+def metric_prefix(stage: str, recommender: str) -> str:
+    """MLflow metric prefix: ALS's are ``validation`` / ``test``; the others' ``validation_<name>``
+    / ``<name>`` (e.g. validation_item_cf_ndcg_at_k, popularity_ndcg_at_k)."""
+    if recommender == "als":
+        return stage
+    return f"validation_{recommender}" if stage == "validation" else recommender
 
 
 def served_line(selection: Selection) -> str:
     """What gold.user_recommendations serves and why, with the validation figures that decided."""
     metric = selection.guard_metric
-    model, baseline = selection.validation.get(metric), selection.validation_popularity.get(metric)
-    figures = f"validation {metric} {model or 0:.4f} vs popularity {baseline or 0:.4f}"
-    if selection.model_wins:
-        return f"  served: als ({figures})"
-    return f"  served: popularity to every user, the model lost to it ({figures})"
+    figures = ", ".join(f"{name} {selection.validation[name].get(metric) or 0:.4f}" for name in RECOMMENDERS)
+    if selection.served == "popularity":
+        return f"  served: popularity to every user, no model beat it (validation {metric}: {figures})"
+    return f"  served: {selection.served} (validation {metric}: {figures})"
 
 
 def run(ctx: JobContext) -> JobSummary:
@@ -467,22 +500,22 @@ def run(ctx: JobContext) -> JobSummary:
     with ctx.step("split + tune") as step:
         evaluated = tune_and_compare(ctx, ids, feedback.test, metrics)
         best, selection = evaluated.selection.params, evaluated.selection
-        metric = evaluated.test.get(config.selection_metric)
-        step.update(trials=len(selection.trials), chosen=best, served=served_name(selection),
+        metric = evaluated.test["als"].get(config.selection_metric)
+        step.update(trials=len(selection.trials), chosen=best, served=selection.served,
                     **{f"test_{config.selection_metric}": round(metric, 4) if metric is not None else None})
     with ctx.step("final model") as step:
         models = fit(ids.interactions, config, best) if config.refit_full else evaluated.models
         step.update(refit=config.refit_full)
     with ctx.step("top-N + similar items") as step:
         outputs = build_outputs(ctx, models.ranking, ids.interactions, ids.users, ids.items, feedback.known_users,
-                                feedback.purchased, personalised=selection.model_wins)
+                                feedback.purchased, served=selection.served)
         metrics["fallback_share"] = outputs.counts["fallback_users"] / max(outputs.counts["recommended_users"], 1)
         step.update(**outputs.counts)
     with ctx.step("write gold") as step:
         write_outputs(ctx, outputs)
         model_uri, version = log_model(ctx, models.logged, ids.interactions)
         step.update(model=model_uri, version=version)
-    table = metric_table(evaluated.test, evaluated.baseline)
+    table = metric_table(evaluated.test)
     ctx.run.log_metrics(metrics)
     ctx.run.log_table(table, "metrics_vs_popularity")
     lines = [f"  mode={config.mode} source={config.source} split={config.split if feedback.test is None else 'fixed'} "
@@ -499,8 +532,8 @@ def run(ctx: JobContext) -> JobSummary:
 
 def summarize(ctx: JobContext, outputs: Outputs, metrics: dict[str, float], lines: list[str]) -> JobSummary:
     """Rows per gold table, the headline metrics and ``lines``."""
-    shown = ("test_ndcg_at_k", "popularity_ndcg_at_k", "test_rating_model_ndcg_at_k", "test_rmse", "popularity_rmse",
-             "fallback_share", "served_popularity")
+    shown = ("test_ndcg_at_k", "item_cf_ndcg_at_k", "popularity_ndcg_at_k", "test_rating_model_ndcg_at_k", "test_rmse",
+             "popularity_rmse", "fallback_share", "served_popularity")
     return JobSummary(job=ctx.job, run_id=ctx.run.run_id,
                       tables={str(USER_RECOMMENDATIONS): outputs.counts["recommendation_rows"],
                               str(SIMILAR_ITEMS): outputs.counts["similar_rows"],

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from shopai_spark.recommend.baseline import item_mean_predictions, popularity_recommend
 from shopai_spark.recommend.config import AlsConfig
 from shopai_spark.recommend.interactions import implicit_weight, training_feedback
+from shopai_spark.recommend.itemcf import item_cf_recommend, item_neighbours
 from shopai_spark.recommend.metrics import error_metrics, ranking_metrics
 from shopai_spark.recommend.split import validation_split
 from shopai_spark.recommend.topn import collect_item_factors, recommend_all
@@ -147,6 +148,16 @@ def evaluate(models: Models, data: EvalSet, config: AlsConfig) -> dict[str, floa
     return metrics
 
 
+def evaluate_item_cf(data: EvalSet, config: AlsConfig) -> dict[str, float]:
+    """Ranking metrics at ``config.k`` of item-based CF (:mod:`~shopai_spark.recommend.itemcf`)
+    learnt from the ranking model's training feedback, on the same users and candidates."""
+    feedback = ranking_feedback(data.train, config)
+    neighbours = item_neighbours(feedback, config.item_cf_neighbours, config.item_cf_shrinkage,
+                                 config.item_cf_max_user_items)
+    recs = item_cf_recommend(data.truth.select("user_idx"), feedback, neighbours, config.k, data.exclude)
+    return ranking_metrics(recs, data.truth, config.k, data.catalog_size)
+
+
 def evaluate_popularity(data: EvalSet, config: AlsConfig) -> dict[str, float]:
     """The same metrics for the popularity baseline on the same users, candidates and rows
     (explicit: item-mean predictions for RMSE/MAE)."""
@@ -195,29 +206,38 @@ def best_trial(trials: list[Trial], config: AlsConfig) -> Trial:
     return min(trials, key=key)
 
 
+RECOMMENDERS = ("popularity", "item_cf", "als")   # simplest first: a tie goes to the simpler one
+
+
 @dataclass
 class Selection:
     """The chosen grid point, the trials (empty for a one-point grid: nothing to choose, no child
-    run) and, on the validation split, the chosen point's metrics and the popularity baseline's."""
+    run) and the validation metrics of every recommender (``validation``: name in RECOMMENDERS →
+    metrics; als is the chosen point)."""
 
     params: Params
     trials: list[Trial]
-    validation: dict[str, float]
-    validation_popularity: dict[str, float]
+    validation: dict[str, dict[str, float]]
     guard_metric: str
+    candidates: tuple[str, ...] = ("als", "item_cf")
 
     @property
-    def model_wins(self) -> bool:
-        """The chosen point does at least as well as popularity on validation (``guard_metric``):
-        only then are its recommendations served."""
-        model, baseline = self.validation.get(self.guard_metric), self.validation_popularity.get(self.guard_metric)
-        return baseline is None or (model is not None and model >= baseline)
+    def served(self) -> str:
+        """The recommender whose lists are served: the best of popularity and the ``candidates``
+        (``als.serve_from``) on validation ``guard_metric``, a tie going to the simpler one (so
+        ALS must beat item-based CF and popularity to be served)."""
+        best = RECOMMENDERS[0]
+        for name in (n for n in RECOMMENDERS[1:] if n in self.candidates):
+            value, leader = (self.validation[n].get(self.guard_metric) for n in (name, best))
+            if value is not None and (leader is None or value > leader):
+                best = name
+        return best
 
 
 def select_params(config: AlsConfig, train: DataFrame, run: JobRun) -> Selection:
     """Choose the grid point on a validation split of ``train`` (user_idx, item_idx, rating, ts and
     the split's id columns; see :func:`~shopai_spark.recommend.split.validation_split`) and score
-    popularity there too; the test rows are not read."""
+    item-based CF and popularity there too; the test rows are not read."""
     grid = param_grid(config)
     fit_rows, validation = validation_split(train, config)
     data = evaluation_set(fit_rows, validation, config)
@@ -227,7 +247,8 @@ def select_params(config: AlsConfig, train: DataFrame, run: JobRun) -> Selection
         else:
             trials = tune(config, data, run)
             chosen = best_trial(trials, config)
-        baseline = evaluate_popularity(data, config)
+        scores = {"als": chosen.metrics, "item_cf": evaluate_item_cf(data, config),
+                  "popularity": evaluate_popularity(data, config)}
     finally:
         data.unpersist()
-    return Selection(chosen.params, trials, chosen.metrics, baseline, config.ranking_metric)
+    return Selection(chosen.params, trials, scores, config.ranking_metric, tuple(config.serve_from))
