@@ -229,21 +229,16 @@ def combine_parts(parts: dict[str, DataFrame]) -> tuple[DataFrame, dict[str, int
     return interactions, {name: counted.get(name, 0) for name in parts}
 
 
-def excluded_items(indexed: DataFrame, exclude: str, purchased: DataFrame | None = None) -> DataFrame | None:
-    """(user_idx, item_idx) never recommended: ``purchased`` bought items (``consumed`` interactions
-    plus ``purchased``, (user_idx, item_idx) of order lines), ``interacted`` also every other
-    interaction, ``none`` None. Pairs may repeat (the top-N collects them into sets)."""
+def excluded_items(indexed: DataFrame, exclude: str, purchased: DataFrame | None = None,
+                   columns: tuple[str, str] = ("user_idx", "item_idx")) -> DataFrame | None:
+    """The ``columns`` pairs (default user_idx, item_idx; or user_id, item_id) never recommended:
+    ``purchased`` bought items (``consumed`` interactions, ratings of any value included, plus
+    ``purchased``, the pairs of order lines), ``interacted`` also every other interaction, ``none``
+    None. Pairs may repeat (the top-N collects them into sets)."""
     if exclude == "none":
         return None
-    rows = (indexed.where("consumed") if exclude == "purchased" else indexed).select("user_idx", "item_idx")
-    return rows if purchased is None else rows.unionByName(purchased.select("user_idx", "item_idx"))
-
-
-def excluded_pairs(indexed: DataFrame, purchased: DataFrame | None) -> DataFrame:
-    """(user_id, item_id) a cold user may not get: consumed interactions (e.g. ratings of any value
-    without training feedback) and ``purchased`` order lines."""
-    rows = indexed.where("consumed").select("user_id", "item_id")
-    return rows if purchased is None else rows.unionByName(purchased.select("user_id", "item_id"))
+    rows = (indexed.where("consumed") if exclude == "purchased" else indexed).select(*columns)
+    return rows if purchased is None else rows.unionByName(purchased.select(*columns))
 
 
 def fallback_recommendations(indexed: DataFrame, items_index: DataFrame, cold_users: DataFrame, n: int,
@@ -285,7 +280,8 @@ def ranked_lists(ctx: JobContext, served: str, model: ALSModel, feedback: DataFr
     score, or None when popularity is served; similar items → item_idx, rank, similar_idx, score,
     from the model's factors or item-based CF as ``als.similar_items_from`` says)."""
     config = ctx.config
-    factors = collect_item_factors(model.itemFactors)
+    factors = (collect_item_factors(model.itemFactors) if served == "als" or config.similar_items_from == "factors"
+               else None)
     neighbours = None
     if "item_cf" in (served, config.similar_items_from):
         neighbours = item_neighbours(feedback, max(config.item_cf_neighbours, config.similar_m), config.item_cf_shrinkage,
@@ -322,7 +318,7 @@ def build_outputs(ctx: JobContext, model: ALSModel, indexed: DataFrame, users: D
     else:
         warm = to_ids(warm, users, items, item_id_col="sku").withColumn("is_fallback", F.lit(False))
     cold = known_users.join(warm.select("user_id").distinct(), "user_id", "left_anti")
-    bought = None if config.exclude == "none" else excluded_pairs(indexed, purchased)
+    bought = excluded_items(indexed, config.exclude, purchased, ("user_id", "item_id"))
     recs = warm.unionByName(fallback_recommendations(fb.training_feedback(indexed, config.mode), items, cold,
                                                        config.top_n, bought)).select(
         "user_id", "rank", "sku", "score", "is_fallback").persist(StorageLevel.MEMORY_AND_DISK)
@@ -481,7 +477,8 @@ def metric_prefix(stage: str, recommender: str) -> str:
 def served_line(selection: Selection) -> str:
     """What gold.user_recommendations serves and why, with the validation figures that decided."""
     metric = selection.guard_metric
-    figures = ", ".join(f"{name} {selection.validation[name].get(metric) or 0:.4f}" for name in RECOMMENDERS)
+    values = {name: selection.validation[name].get(metric) for name in RECOMMENDERS}
+    figures = ", ".join(f"{name} {'n/a' if v is None else f'{v:.4f}'}" for name, v in values.items())
     if selection.served == "popularity":
         return f"  served: popularity to every user, no model beat it (validation {metric}: {figures})"
     return f"  served: {selection.served} (validation {metric}: {figures})"
