@@ -1,11 +1,13 @@
 """Run every job with spark-submit on a real Spark standalone cluster started on this machine.
 
 One master and two workers are started from the installed pyspark (``spark-class``, bound to
-127.0.0.1); each job runs as ``spark-submit --master spark://127.0.0.1:<port> --py-files
-dist/shopai_spark.zip jobs/<job>.py --conf conf/cluster.yaml`` with the lakehouse, raw files and
-MLflow store overridden to a local folder. After each job its tables and its MLflow run are checked.
+127.0.0.1); the pipeline runs as one application, ``spark-submit --master spark://127.0.0.1:<port>
+--py-files dist/shopai_spark.zip jobs/pipeline.py --conf conf/cluster.yaml``, with the lakehouse, raw
+files and MLflow store overridden to a local folder (one application: its executors stay up from
+job to job, as on a shared cluster, where one application per job paid the executors' start and
+warm-up six times). Then every job's tables and MLflow run are checked.
 
-Then a re-run of ``als`` is killed (SIGKILL to spark-submit, which takes its driver with it) once it
+Then a re-run of ``als``, submitted alone as ``jobs/als.py`` (a job's own entry point), is killed (SIGKILL to spark-submit, which takes its driver with it) once it
 has logged that it is tuning: every ALS output table must still be at its previous Delta version with
 the same rows. Last, ``fpgrowth`` runs again and one worker (with its executor) is killed once the
 job has logged its first step: the job must finish on the remaining worker with the same rows as the
@@ -97,13 +99,14 @@ def build_zip(dist: Path) -> Path:
     return Path(archive)
 
 
-def submit_command(cluster_url: str, py_files: Path, job: str, workdir: Path) -> list[str]:
+def submit_command(cluster_url: str, py_files: Path, job: str, workdir: Path, *args: str) -> list[str]:
+    """spark-submit of ``jobs/<job>.py`` (``pipeline`` for the pipeline) with ``args`` before the settings."""
     return [
         str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster_url,
         "--packages", delta_package(), "--py-files", str(py_files),
         "--conf", f"spark.pyspark.python={sys.executable}",
         "--conf", "spark.executor.memory=1g", "--conf", "spark.sql.session.timeZone=UTC",
-        str(ROOT / "jobs" / f"{job}.py"), "--conf", str(ROOT / "conf" / "cluster.yaml"), "--verbose", *overrides(workdir),
+        str(ROOT / "jobs" / f"{job}.py"), *args, "--conf", str(ROOT / "conf" / "cluster.yaml"), "--verbose", *overrides(workdir),
     ]
 
 
@@ -164,18 +167,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cluster.start()
         print(f"cluster up at {cluster.url} (master + {cluster.workers} workers)", flush=True)
-        for job in args.jobs.split(","):
-            started = time.perf_counter()
-            result = subprocess.run(submit_command(cluster.url, py_files, job, workdir), cwd=workdir,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            if result.returncode != 0:
-                print(result.stdout[-6000:])
-                raise SystemExit(f"cluster-test: {job} failed with exit code {result.returncode}")
+        jobs = args.jobs.split(",")
+        started = time.perf_counter()
+        result = subprocess.run(submit_command(cluster.url, py_files, "pipeline", workdir, "--steps", args.jobs),
+                                cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if result.returncode != 0:
+            print(result.stdout[-6000:])
+            raise SystemExit(f"cluster-test: the pipeline ({args.jobs}) failed with exit code {result.returncode}")
+        for job in jobs:
             check_outputs(job, workdir)
-            print(f"cluster-test: {job} ok in {time.perf_counter() - started:.0f} s", flush=True)
-        if not args.no_kill_test and KILLED_JOB in args.jobs.split(","):
+        print(f"cluster-test: {len(jobs)} jobs ok in one application in {time.perf_counter() - started:.0f} s", flush=True)
+        if not args.no_kill_test and KILLED_JOB in jobs:
             kill_mid_run(cluster.url, py_files, workdir)
-        if not args.no_kill_test and WORKER_LOSS_JOB in args.jobs.split(","):
+        if not args.no_kill_test and WORKER_LOSS_JOB in jobs:
             lose_a_worker(cluster, py_files, workdir)
     finally:
         cluster.stop()

@@ -83,6 +83,7 @@ def second_delivery(make_config, tmp_path, spark) -> tuple[AppConfig, Lakehouse,
     return config, lakehouse, committed
 
 
+@pytest.mark.heavy
 def test_sigterm_after_each_commit_leaves_the_last_committed_tables(second_delivery, monkeypatch):
     config, lakehouse, committed = second_delivery
     for after in range(1, 6):   # quarantine, events, orders, order_items, returns
@@ -112,6 +113,7 @@ def wait_until_stopped(process: subprocess.Popen, timeout: float = 600) -> None:
     raise AssertionError("the job did not reach its kill point in time")
 
 
+@pytest.mark.heavy
 def test_sigkill_mid_run_is_undone_by_the_next_start_and_a_rival_run_refuses(
         second_delivery, make_config, tmp_path, spark, mlflow_store, capsys):
     config, lakehouse, committed = second_delivery

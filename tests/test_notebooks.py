@@ -7,7 +7,7 @@ import pytest
 from .conftest import LOCAL_CONF, ROOT, base_overrides
 from .notebook_shims import notebook_cells, run_notebook
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy]
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
 SMALL = ["generate.users=300", "generate.skus=60", "generate.days=120", "generate.events_per_user=20",

@@ -47,6 +47,7 @@ def run_entry_point(script: str, args: list[str]) -> int:
     raise AssertionError(f"{script} did not exit with a status")
 
 
+@pytest.mark.heavy
 def test_the_pipeline_runs_every_job_in_order_on_pseudonymised_customers(tmp_path, mlflow_store, make_config, spark,
                                                                          capsys, monkeypatch):
     monkeypatch.setenv("SHOP_TEST_PSEUDONYM_KEY", KEY)

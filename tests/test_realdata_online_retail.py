@@ -75,6 +75,7 @@ def test_guest_checkouts_are_orders(retail):
     assert lakehouse.read(ORDER_ITEMS.ref).join(guests, "order_id").count() > 1000
 
 
+@pytest.mark.heavy
 def test_all_four_jobs_run_on_the_orders_only_export(retail, mlflow_store, capsys):
     tmp, export, lakehouse = retail
     assert main("als", args(tmp, mlflow_store, export)) == 0

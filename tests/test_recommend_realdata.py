@@ -16,7 +16,7 @@ from shopai_spark.recommend.job import USER_RECOMMENDATIONS
 from shopai_spark.tables import Lakehouse
 from tests.conftest import shared_data
 
-pytestmark = pytest.mark.realdata
+pytestmark = [pytest.mark.realdata, pytest.mark.heavy]
 
 
 def movielens_config(make_config, mode: str):
