@@ -3,7 +3,8 @@
 The one module that knows every domain. Below it the platform (config loading, session, tables,
 tracking, runtime) knows none, and no domain imports another (``tests/test_import_layers.py``).
 ``jobs/<name>.py`` is one call to :func:`main`; the pipeline, the notebooks and the tests run jobs
-through :func:`run_job`.
+through :func:`run_job`. :data:`JOBS` are the pipeline's steps; :data:`ON_DEMAND` jobs (the
+recommender comparison of :mod:`shopai_spark.harness`) run only when called.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from shopai_spark import harness as harness_job
 from shopai_spark import runtime
 from shopai_spark.basket import job as basket_job
 from shopai_spark.basket.config import FpGrowthConfig
@@ -63,10 +65,19 @@ class AppConfig(PlatformConfig):
         factory=SegmentsConfig, doc="section of the customer-segments job (``jobs/segments.py``)")
     demand: DemandConfig = setting(
         factory=DemandConfig, doc="section of the per-SKU demand features job (``jobs/demand_features.py``)")
+    evaluate: harness_job.EvaluateConfig = setting(
+        factory=harness_job.EvaluateConfig,
+        doc="section of the recommender comparison (``jobs/evaluate_recommenders.py``), which also reads als and "
+            "fpgrowth")
 
     @property
     def platform(self) -> PlatformConfig:
         return PlatformConfig(spark=self.spark, lakehouse=self.lakehouse, tracking=self.tracking)
+
+    @property
+    def harness(self) -> harness_job.HarnessSettings:
+        """What the recommender comparison reads: the ``evaluate``, ``als`` and ``fpgrowth`` sections."""
+        return harness_job.HarnessSettings(evaluate=self.evaluate, als=self.als, fpgrowth=self.fpgrowth)
 
 
 # every job, in pipeline order: name, run, config section, the tables it owns, the shared ones it adds to
@@ -77,6 +88,10 @@ JOBS: dict[str, Job] = {job.name: job for job in (
     Job("fpgrowth", basket_job.run, "fpgrowth", basket_job.OUTPUTS),
     Job("segments", segment_job.run, "segments", segment_job.OUTPUTS, segment_job.APPENDS),
     Job("demand_features", demand_job.run, "demand", demand_job.OUTPUTS),
+)}
+# jobs run on demand, not pipeline steps: the recommender comparison writes no table
+ON_DEMAND: dict[str, Job] = {job.name: job for job in (
+    Job("evaluate_recommenders", harness_job.run, "harness"),
 )}
 
 
@@ -90,7 +105,7 @@ def run_job(name: str, config: AppConfig, spark: SparkSession | None = None,
             finish_line: bool = True) -> JobSummary:
     """Run job ``name`` with its own section of ``config`` and the platform settings
     (``finish_line``: see :func:`shopai_spark.runtime.run_job`)."""
-    job = JOBS[name]
+    job = {**JOBS, **ON_DEMAND}[name]
     return runtime.run_job(job, getattr(config, job.section), config.platform, spark, finish_line)
 
 

@@ -3,8 +3,9 @@
 Layers, from the ground up: the **platform** (every top-level module of ``shopai_spark`` not listed
 below: config loading, session, tables, tracking, quality, runtime, ...), the **domains** (the
 sub-packages: ``ingest``, ``recommend``, ``basket``, ``segment``, ``demand``, ``generate``) and the
-**application** (:data:`APP`: the modules that compose every domain). The check reads every import
-of every module's syntax tree, including imports inside functions.
+**application** (:data:`APP`: the modules that compose domains: the app, the pipeline, the
+notebook helpers, the configuration reference and the recommender comparison ``harness``). The
+check reads every import of every module's syntax tree, including imports inside functions.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "shopai_spark"
-APP = {"app", "pipeline", "notebook", "config_reference"}
+APP = {"app", "pipeline", "notebook", "config_reference", "harness"}
 
 
 def layer_of(module: str) -> tuple[str, str]:

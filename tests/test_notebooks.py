@@ -16,7 +16,8 @@ SMALL = ["generate.users=300", "generate.skus=60", "generate.days=120", "generat
 
 def test_notebooks_are_databricks_source_with_widgets():
     assert [p.name for p in NOTEBOOKS] == ["00_overview.py", "01_ingest.py", "02_recommendations.py",
-                                           "03_association_rules.py", "04_segments.py", "05_demand_features.py"]
+                                           "03_association_rules.py", "04_segments.py", "05_demand_features.py",
+                                           "06_evaluate_recommenders.py"]
     for path in NOTEBOOKS:
         cells = notebook_cells(path)
         assert any("declare_widgets(dbutils, PARAMETERS)" in c for c in cells), f"{path.name} declares no widgets"
@@ -47,3 +48,5 @@ def test_every_notebook_runs_in_order(spark, tmp_path, mlflow_store):
     assert len(signal) == 1
     assert signal["reorder_point_units"].iloc[0] == pytest.approx(
         signal["forecast_lead_time_units"].iloc[0] + signal["safety_stock_units"].iloc[0])
+    (comparison,) = displayed["06_evaluate_recommenders.py"]
+    assert list(comparison["recommender"]) == ["popularity", "item_cf", "rules", "als"]

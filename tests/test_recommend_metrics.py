@@ -25,7 +25,7 @@ K = 5
 
 def python_ranking(recs: dict[int, list[int]], truth: dict[int, set[int]], k: int, catalog: int) -> dict:
     """Plain Python definitions (see shopai_spark/recommend/metrics.py)."""
-    p, r, n, a, h = [], [], [], [], []
+    p, r, n, a, h, s = [], [], [], [], [], []
     for user, relevant in truth.items():
         top = recs.get(user, [])[:k]
         hits = [i for i, item in enumerate(top) if item in relevant]
@@ -35,10 +35,11 @@ def python_ranking(recs: dict[int, list[int]], truth: dict[int, set[int]], k: in
         n.append(sum(1 / math.log2(i + 2) for i in hits) / sum(1 / math.log2(i + 2) for i in range(ideal)))
         a.append(sum((j + 1) / (i + 1) for j, i in enumerate(hits)) / ideal)
         h.append(1.0 if hits else 0.0)
+        s.append(1.0 if top else 0.0)
     covered = {item for user in truth for item in recs.get(user, [])[:k]}
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     return {"precision_at_k": mean(p), "recall_at_k": mean(r), "ndcg_at_k": mean(n), "map_at_k": mean(a),
-            "hit_rate": mean(h), "coverage": len(covered) / catalog, "users_evaluated": float(len(truth))}
+            "hit_rate": mean(h), "served_share": mean(s), "coverage": len(covered) / catalog, "users_evaluated": float(len(truth))}
 
 
 def random_case(seed: int):

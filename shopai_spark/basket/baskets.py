@@ -12,13 +12,15 @@ Rules (docs/basket.md):
   three are counted and left out whole (an oversize basket is not truncated: any truncation would
   invent a basket nobody bought). The rest are the baskets that are mined; supports are fractions
   of their number.
+- :func:`last_basket_split` holds out each customer's last usable basket (the recommender
+  comparison, ``shopai_spark/harness.py``); the baskets before it are training.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from shopai_spark.basket.config import FpGrowthConfig
@@ -97,3 +99,24 @@ def basket_counts(baskets: DataFrame) -> dict[str, int]:
 def usable(baskets: DataFrame) -> DataFrame:
     """Output of :func:`order_baskets` → the baskets to mine: order_id, items, size."""
     return baskets.filter(F.col("status") == "ok").select("order_id", "items", "size")
+
+
+def last_basket_split(baskets: DataFrame, orders: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Usable baskets (order_id, items, size; :func:`usable`) and silver.orders (order_id, user_id,
+    order_ts) → (training baskets: order_id, user_id, order_ts, items, size; held out: the same
+    columns, the last basket (latest order_ts, then order_id) of every customer with at least two).
+
+    A held-out customer's training baskets are those strictly before the held-out one (a second
+    basket at the very same time is in neither); every other basket, guest checkouts (null or blank
+    user_id) included, is a training basket.
+    """
+    guest = F.col("user_id").isNull() | (F.trim("user_id") == "")
+    dated = baskets.join(orders.select("order_id", "user_id", "order_ts"), "order_id")
+    per_customer = Window.partitionBy("user_id", F.when(guest, F.col("order_id")))   # a guest basket: alone
+    marked = dated.withColumn("_pos", F.row_number().over(per_customer.orderBy(F.desc("order_ts"),
+                                                                                F.desc("order_id")))) \
+        .withColumn("_cut", F.when(F.count(F.lit(1)).over(per_customer) >= 2, F.max("order_ts").over(per_customer)))
+    columns = ("order_id", "user_id", "order_ts", "items", "size")
+    held_out = marked.where(F.col("_cut").isNotNull() & (F.col("_pos") == 1)).select(*columns)
+    train = marked.where(F.col("_cut").isNull() | (F.col("order_ts") < F.col("_cut"))).select(*columns)
+    return train, held_out

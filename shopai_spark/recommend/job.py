@@ -169,11 +169,15 @@ def read_shop_tables(ctx: JobContext) -> ShopTables:
 
 
 def read_shop_feedback(ctx: JobContext) -> Feedback:
-    """``als.source`` events, orders or events+orders → :class:`Feedback`. Known users are the
-    customers of silver.events and silver.orders (whichever exist); the order lines, when both order
-    tables exist, give ``purchased`` and the guest count whatever the source."""
-    config = ctx.config
-    shop = read_shop_tables(ctx)
+    """``als.source`` events, orders or events+orders → :class:`Feedback` (:func:`shop_feedback` of
+    :func:`read_shop_tables`)."""
+    return shop_feedback(ctx.config, read_shop_tables(ctx))
+
+
+def shop_feedback(config: AlsConfig, shop: ShopTables) -> Feedback:
+    """The tables of a shop source → :class:`Feedback`. Known users are the customers of
+    silver.events and silver.orders (whichever exist); the order lines, when both order tables
+    exist, give ``purchased`` and the guest count whatever the source."""
     use_orders = config.source != "events"
     timed = [(shop.events, "event_ts")] if shop.events is not None else []
     if use_orders:

@@ -10,6 +10,9 @@
 
 :func:`validation_split` carves the validation rows the grid is chosen on out of the training rows
 with the same splitter; the test rows are scored once, by the chosen parameters.
+:func:`before_cutoffs` cuts raw rows (events, order lines) at a time per user, before they become
+interactions: the training side of a hold-out that is not a split of interactions (the recommender
+comparison's last basket).
 """
 
 from __future__ import annotations
@@ -77,3 +80,11 @@ def validation_split(train: DataFrame, config: AlsConfig) -> tuple[DataFrame, Da
     if config.split == "leave_last_k":
         return leave_last_k_split(train, config.leave_k)
     return random_split(train, config.test_fraction, config.seed + 1)
+
+
+def before_cutoffs(frame: DataFrame, cutoffs: DataFrame, ts_col: str) -> DataFrame:
+    """``frame`` (user_id, ``ts_col``, ...) without the rows of a user of ``cutoffs`` (user_id,
+    cutoff_ts; one row per user) at or after that user's ``cutoff_ts``; the rows of other users
+    (null user_id included) are all kept."""
+    cut = frame.join(cutoffs.select("user_id", "cutoff_ts"), "user_id", "left")
+    return cut.where(F.col("cutoff_ts").isNull() | (F.col(ts_col) < F.col("cutoff_ts"))).drop("cutoff_ts")
