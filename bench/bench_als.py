@@ -7,6 +7,13 @@ for every user (numpy in mapInPandas, :func:`recommend_all`) and MLlib's ``recom
 ``recommendForUserSubset``: share of (user, rank) with the same item and the largest score gap.
 Item-based CF on the same interactions: the item neighbours (co-occurrence self-join, 50 per
 item) and the top-10 for every user from them, each fully computed into a no-op sink.
+Fold-in (stage als.fold_in): the last NEW_USER_SHARE of users arrive after the model's cut-off;
+the first half of each new user's items (in a fixed hash order: their "earlier" ones) are known,
+the rest held out. The model fitted on the users before the cut-off folds the new users in from
+their known items (:func:`fold_in`, no refit); a full retrain on every known interaction is the
+reference. Both are scored on the held-out items of the new users (NDCG@10 and the other ranking
+metrics, known items excluded): ``ndcg_ratio`` = fold-in / retrain (target >= 0.9), with the
+seconds of the fold-in and of the retrain.
 Before the two timed top-N stages, both are run once on WARMUP_USERS users (untimed): the first
 Python UDF of a session starts the Python workers and imports numpy/pandas/pyarrow, and the first
 MLlib call compiles its code paths; neither is part of a steady-state top-N.
@@ -14,10 +21,15 @@ MLlib call compiles its code paths; neither is part of a steady-state top-N.
 
 from __future__ import annotations
 
+import time
+
 from pyspark import StorageLevel
+from pyspark.sql import Window
 from pyspark.sql import functions as F
 
+from shopai_spark.recommend.foldin import fold_in
 from shopai_spark.recommend.itemcf import item_cf_recommend, item_neighbours
+from shopai_spark.recommend.metrics import ranking_metrics
 from shopai_spark.recommend.topn import collect_item_factors, recommend_all, recommendations_to_long
 from shopai_spark.recommend.train import Params, fit
 
@@ -27,6 +39,7 @@ CLUSTERS = 50
 TOP = 10
 PARITY_USERS = 500
 WARMUP_USERS = 2_000
+NEW_USER_SHARE = 0.1
 
 
 def synthetic_interactions(spark, users: int, items: int, partitions: int = 8):
@@ -76,6 +89,7 @@ def run(bench) -> None:
         extra.update(same_item_share=round(row["same_item"], 4), max_score_gap=float(f"{row['max_score_gap']:.2g}"),
                      rows=row["rows"])
     bench_item_cf(bench, data, config, rows, shape)
+    bench_fold_in(bench, data, config, Params(rank, config.reg_param, config.alpha, iterations), shape)
     data.unpersist()
 
 
@@ -89,3 +103,48 @@ def bench_item_cf(bench, data, config, rows: int, shape: dict) -> None:
     with bench.stage("itemcf.topn", top=TOP, **per_user):
         item_cf_recommend(data.select("user_idx"), data, neighbours, TOP).write.format("noop").mode("overwrite").save()
     neighbours.unpersist()
+
+
+def new_user_split(data, users: int):
+    """(interactions of the users before the cut-off, known and held-out interactions of the new
+    users: the first and second half of each one's items in a fixed hash order)."""
+    first_new = int(users * (1 - NEW_USER_SHARE))
+    by_user = Window.partitionBy("user_idx")
+    new = data.where(F.col("user_idx") >= first_new) \
+        .withColumn("_pos", F.row_number().over(by_user.orderBy(F.xxhash64("user_idx", "item_idx"), "item_idx"))) \
+        .withColumn("_n", F.count(F.lit(1)).over(by_user))
+    known = new.where(F.col("_pos") * 2 <= F.col("_n")).drop("_pos", "_n")
+    held = new.where(F.col("_pos") * 2 > F.col("_n")).drop("_pos", "_n")
+    return data.where(F.col("user_idx") < first_new), known, held
+
+
+def bench_fold_in(bench, data, config, params: Params, shape: dict) -> None:
+    """Stage als.fold_in (see the module docstring)."""
+    before, known, held = (frame.persist(StorageLevel.MEMORY_AND_DISK) for frame in new_user_split(data, shape["users"]))
+    catalog = data.select("item_idx").distinct().count()
+    new_users = known.select("user_idx").distinct().count()
+    items = collect_item_factors(fit(before, config, params).ranking.itemFactors)
+
+    def scores(user_factors) -> dict[str, float]:
+        recs = recommend_all(user_factors, items, TOP, known, config.block_size)
+        return ranking_metrics(recs, held, TOP, catalog)
+
+    with bench.stage("als.fold_in", new_users=new_users, **shape) as extra:
+        start = time.perf_counter()
+        folded = fold_in(known, items, params.reg_param, params.alpha).persist(StorageLevel.MEMORY_AND_DISK)
+        folded.count()
+        fold_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        retrain = fit(before.unionByName(known), config, params).ranking
+        retrained = retrain.userFactors.join(known.select(F.col("user_idx").alias("id")).distinct(), "id") \
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        retrained.count()
+        retrain_seconds = time.perf_counter() - start
+        folded_scores, retrained_scores = scores(folded), scores(retrained)
+        extra.update(fold_in_seconds=round(fold_seconds, 2), retrain_seconds=round(retrain_seconds, 2),
+                     fold_in_ndcg=round(folded_scores["ndcg_at_k"], 4), retrain_ndcg=round(retrained_scores["ndcg_at_k"], 4),
+                     ndcg_ratio=round(folded_scores["ndcg_at_k"] / retrained_scores["ndcg_at_k"], 3),
+                     fold_in_recall=round(folded_scores["recall_at_k"], 4),
+                     retrain_recall=round(retrained_scores["recall_at_k"], 4))
+    for frame in (before, known, held, folded, retrained):
+        frame.unpersist()

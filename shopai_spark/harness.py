@@ -42,6 +42,7 @@ from shopai_spark.basket.job import mine
 from shopai_spark.basket.recommend_rules import rule_recommendations
 from shopai_spark.config import setting
 from shopai_spark.errors import EmptyInputError, JobError, MissingTableError
+from shopai_spark.lineage import cut_lineage
 from shopai_spark.recommend.config import AlsConfig
 from shopai_spark.recommend.indexing import to_ids, to_indices
 from shopai_spark.recommend.interactions import INTERACTION_COLUMNS, training_feedback
@@ -106,18 +107,21 @@ class HarnessSettings:
 @dataclass
 class HeldOut:
     """A hold-out ready for every recommender, in ids: ``train`` and ``test`` interactions
-    (INTERACTION_COLUMNS; ``train`` persisted), the training ``baskets`` rules are mined on
-    (order_id, items, size), each user's basket items rules match (``history``: user_id, item) and
-    the counts that describe it."""
+    (INTERACTION_COLUMNS), the training ``baskets`` rules are mined on (order_id, items, size), each
+    user's basket items rules match (``history``: user_id, item) and the counts that describe it.
+    ``test`` is computed with its lineage cut (:func:`~shopai_spark.lineage.cut_lineage`);
+    ``history`` and the frames it was cut from (``sources``: the interactions, the held-out
+    baskets) are persisted; :meth:`unpersist` releases them all."""
 
     train: DataFrame
     test: DataFrame
     baskets: DataFrame
     history: DataFrame
     counts: dict[str, int]
+    sources: tuple[DataFrame, ...] = ()
 
     def unpersist(self) -> None:
-        for frame in (self.train, self.test, self.history):
+        for frame in (self.test, self.history, *self.sources):
             frame.unpersist()
 
 
@@ -155,14 +159,14 @@ def shop_hold_out(ctx: JobContext) -> HeldOut:
     if shop.lines is None:
         raise MissingTableError("evaluate_recommenders holds out each customer's last basket: it needs "
                                 f"{ORDER_ITEMS.ref} and silver.orders; ingest an order export first")
-    baskets = usable(order_baskets(ctx.read(ORDER_ITEMS.ref), shop.orders, settings.fpgrowth))
+    baskets = cut_lineage(usable(order_baskets(ctx.read(ORDER_ITEMS.ref), shop.orders, settings.fpgrowth)))
     train_baskets, held_out = last_basket_split(baskets, shop.orders)
     held_out = held_out.persist(PERSISTED)
     feedback = shop_feedback(settings.als, shop_before(shop, held_out, settings.evaluate.session_minutes))
     train, _ = combine_parts(feedback.parts)
     history = train_baskets.where(F.col("user_id").isNotNull()).select("user_id", F.explode("items").alias("item"))
     return HeldOut(train, basket_items(held_out), train_baskets.select("order_id", "items", "size"), history,
-                   {"held_out_baskets": held_out.count()})
+                   {"held_out_baskets": held_out.count()}, sources=(train, held_out))
 
 
 def ratings_hold_out(ctx: JobContext) -> HeldOut:
@@ -175,7 +179,7 @@ def ratings_hold_out(ctx: JobContext) -> HeldOut:
     history = training_feedback(train, als.mode).select("user_id", F.col("item_id").alias("item"))
     baskets = history.groupBy(F.col("user_id").alias("order_id")).agg(F.array_sort(F.collect_set("item")).alias("items")) \
         .withColumn("size", F.size("items")).where(F.col("size").between(fpgrowth.min_basket_size, fpgrowth.max_basket_size))
-    return HeldOut(train, test, baskets, history, {})
+    return HeldOut(train, test, baskets, history, {}, sources=(interactions,))
 
 
 def hold_out(ctx: JobContext) -> HeldOut:
@@ -185,8 +189,8 @@ def hold_out(ctx: JobContext) -> HeldOut:
     if settings.fpgrowth.level != "sku":
         raise JobError("evaluate_recommenders compares item recommendations: it needs fpgrowth.level=sku")
     held = (shop_hold_out if settings.als.source in SHOP_SOURCES else ratings_hold_out)(ctx)
-    held.test = held.test.select(*INTERACTION_COLUMNS).join(held.train.select("user_id", "item_id"),
-                                                           ["user_id", "item_id"], "left_anti").persist(PERSISTED)
+    held.test = cut_lineage(held.test.select(*INTERACTION_COLUMNS).join(held.train.select("user_id", "item_id"),
+                                                                       ["user_id", "item_id"], "left_anti"))
     held.history = held.history.persist(PERSISTED)
     held.counts["train_interactions"] = held.train.count()
     if held.counts["train_interactions"] == 0:

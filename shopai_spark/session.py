@@ -74,6 +74,7 @@ def get_spark(config: SparkConfig) -> SparkSession:
     settings["spark.log.level"] = config.log_level
     if config.checkpoint_dir:
         settings["spark.checkpoint.dir"] = config.checkpoint_dir
+        settings["spark.cleaner.referenceTracking.cleanCheckpoints"] = "true"   # see lineage.py
     if config.master is not None:
         # Python workers must run the same interpreter (the project's venv), not whatever python3 is on PATH
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -155,3 +155,24 @@ def test_bad_or_empty_input_keeps_previous_outputs(shop, spark):
         run_job("als", config, spark)
     assert {ref: lake.version(ref) for ref in versions} == versions
     assert lake.read(USER_RECOMMENDATIONS).select("run_id").distinct().first()[0] == summary.run_id
+
+
+def test_item_cf_lists_shorter_than_top_n_are_topped_up(spark, mlflow_store, tmp_path):
+    """Served item-based CF finds at most 4 items per user here (the rest of the user's group);
+    asked for 12, each list is topped up with the popularity fallback after its last item."""
+    config = load_config(LOCAL_CONF, [*base_overrides(tmp_path, mlflow_store), *FAST, "als.serve_from=[item_cf]",
+                                      "als.top_n=12", "als.registered_model=null"])
+    lake = Lakehouse(spark, config.lakehouse)
+    events = planted_events()
+    write_silver(spark, lake, events)
+    summary = run_job("als", config, spark)
+    assert any(line.startswith("  served: item_cf") for line in summary.lines)
+    recs = lake.read(USER_RECOMMENDATIONS).toPandas()
+    assert (recs.groupby("user_id")["rank"].agg(lambda s: tuple(sorted(s))) == tuple(range(1, 13))).all()
+    assert not recs.duplicated(["user_id", "sku"]).any()
+    bought = set(map(tuple, events.loc[events.event_type == "purchase", ["user_id", "sku"]].to_numpy()))
+    assert not bought & set(map(tuple, recs[["user_id", "sku"]].to_numpy()))
+    warm = recs[recs["user_id"] != COLD_USER]
+    listed = warm[~warm["is_fallback"]].groupby("user_id")["rank"].max()
+    topped = warm[warm["is_fallback"]].groupby("user_id")["rank"].min()
+    assert len(listed) == USERS and (listed <= 4).all() and (topped == listed + 1).all()

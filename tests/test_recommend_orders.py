@@ -137,6 +137,11 @@ def test_purchases_are_excluded_for_warm_and_cold_users(spark):
     assert [(r["user_id"], r["rank"], r["sku"]) for r in recs.collect()] == [
         ("c1", 1, "y"), ("c1", 2, "z"), ("c2", 1, "x"), ("c2", 2, "y")]
     assert recs.where("user_id = 'c1' AND rank = 1").first()["score"] == pytest.approx(2 / 3)
+    # a short list is topped up after its last item, skipping what is on it and what was bought
+    listed = spark.createDataFrame([("c1", "z", 1), ("c2", "x", 1)], "user_id STRING, sku STRING, rank INT")
+    topped = fallback_recommendations(indexed, items, cold, 3, purchased, listed=listed).orderBy("user_id", "rank")
+    assert [(r["user_id"], r["rank"], r["sku"], r["is_fallback"]) for r in topped.collect()] == [
+        ("c1", 2, "y", True), ("c2", 2, "y", True), ("c2", 3, "z", True)]
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -30,6 +30,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from shopai_spark.errors import EmptyInputError, MissingTableError
+from shopai_spark.lineage import cut_lineage
 from shopai_spark.quality import QUARANTINE, quarantine_rejected, split_valid
 from shopai_spark.recommend import interactions as fb
 from shopai_spark.recommend.baseline import item_popularity
@@ -217,18 +218,19 @@ def read_feedback(ctx: JobContext) -> Feedback:
 
 
 def combine_parts(parts: dict[str, DataFrame]) -> tuple[DataFrame, dict[str, int]]:
-    """Interactions per source → (the interactions summed per (user, item), persisted; the rows each
-    source gave). Several sources are tagged, persisted and counted in one pass before summing."""
+    """Interactions per source → (the interactions summed per (user, item), computed with their
+    lineage cut (:func:`~shopai_spark.lineage.cut_lineage`: every later step starts from these rows,
+    not from the source tables); the rows each source gave). Several sources are tagged, persisted
+    and counted in one pass before summing."""
     if len(parts) == 1:
         ((name, frame),) = parts.items()
-        interactions = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        interactions = cut_lineage(frame)
         return interactions, {name: interactions.count()}
     tagged = functools.reduce(DataFrame.unionByName, [frame.withColumn("part", F.lit(name))
                                                       for name, frame in parts.items()])
     tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
     counted = {row["part"]: int(row["count"]) for row in tagged.groupBy("part").count().collect()}
-    interactions = fb.summed_interactions(tagged).persist(StorageLevel.MEMORY_AND_DISK)
-    interactions.count()
+    interactions = cut_lineage(fb.summed_interactions(tagged))
     tagged.unpersist()
     return interactions, {name: counted.get(name, 0) for name in parts}
 
@@ -245,27 +247,36 @@ def excluded_items(indexed: DataFrame, exclude: str, purchased: DataFrame | None
     return rows if purchased is None else rows.unionByName(purchased.select(*columns))
 
 
-def fallback_recommendations(indexed: DataFrame, items_index: DataFrame, cold_users: DataFrame, n: int,
-                             bought: DataFrame | None = None) -> DataFrame:
-    """Cold users (user_id) × the items with the most distinct users, minus the items each bought
-    (``bought``: user_id, item_id, e.g. from silver.order_items), first ``n`` per user → user_id,
-    rank, sku, score (share of users who interacted with the item), is_fallback = true. Collects
-    n + (most items one cold user bought) rows."""
-    users = indexed.select("user_idx").distinct().count()
-    most_bought = 0
+def fallback_recommendations(indexed: DataFrame, items_index: DataFrame, users: DataFrame, n: int,
+                             bought: DataFrame | None = None, listed: DataFrame | None = None) -> DataFrame:
+    """Users (user_id) × the items with the most distinct users, minus the items each bought
+    (``bought``: user_id, item_id, e.g. from silver.order_items) and the items already on their
+    list (``listed``: user_id, sku; the fallback's ranks continue after them), up to rank ``n`` →
+    user_id, rank, sku, score (share of users who interacted with the item), is_fallback = true.
+    Cold users get a whole list, users with a short list are topped up. Collects n + (most items
+    one user skips) rows."""
+    total_users = indexed.select("user_idx").distinct().count()
+    skipped = []
     if bought is not None:
-        bought = bought.select("user_id", F.col("item_id").alias("sku")).join(cold_users, "user_id")
-        most_bought = bought.groupBy("user_id").count().agg(F.max("count")).first()[0] or 0
+        skipped.append(bought.select("user_id", F.col("item_id").alias("sku")))
+    if listed is not None:
+        skipped.append(listed.select("user_id", "sku"))
+    skip = functools.reduce(DataFrame.unionByName, skipped).join(users, "user_id").distinct() if skipped else None
+    most_skipped = 0 if skip is None else skip.groupBy("user_id").count().agg(F.max("count")).first()[0] or 0
     popular = to_ids(item_popularity(indexed), items=items_index, item_id_col="sku") \
-        .orderBy(F.desc("users"), "sku").limit(n + most_bought)   # ties: by sku, not by index number
+        .orderBy(F.desc("users"), "sku").limit(n + most_skipped)   # ties: by sku, not by index number
     ranked = popular.toPandas().sort_values(["users", "sku"], ascending=[False, True])
     table = pd.DataFrame({"rank": range(1, len(ranked) + 1), "sku": ranked["sku"].to_numpy(),
-                          "score": ranked["users"].to_numpy() / max(users, 1)})
-    top = cold_users.sparkSession.createDataFrame(table, "rank INT, sku STRING, score DOUBLE")
-    recs = cold_users.crossJoin(F.broadcast(top))
-    if bought is not None:
+                          "score": ranked["users"].to_numpy() / max(total_users, 1)})
+    top = users.sparkSession.createDataFrame(table, "rank INT, sku STRING, score DOUBLE")
+    recs = users.crossJoin(F.broadcast(top))
+    if skip is not None:
         by_rank = Window.partitionBy("user_id").orderBy("rank")
-        recs = recs.join(bought, ["user_id", "sku"], "left_anti").withColumn("rank", F.row_number().over(by_rank))
+        recs = recs.join(skip, ["user_id", "sku"], "left_anti").withColumn("rank", F.row_number().over(by_rank))
+    if listed is not None:
+        on_list = listed.groupBy("user_id").agg(F.count(F.lit(1)).alias("_listed"))
+        recs = recs.join(on_list, "user_id", "left").withColumn(
+            "rank", F.col("rank") + F.coalesce("_listed", F.lit(0))).drop("_listed")
     return recs.where(F.col("rank") <= n).withColumn("is_fallback", F.lit(True))
 
 
@@ -308,7 +319,8 @@ def ranked_lists(ctx: JobContext, served: str, model: ALSModel, feedback: DataFr
 def build_outputs(ctx: JobContext, model: ALSModel, indexed: DataFrame, users: DataFrame, items: DataFrame,
                   known_users: DataFrame, purchased: DataFrame | None = None, served: str = "als") -> Outputs:
     """Top-N per user from the ``served`` recommender (als: the ranking ``model``; item_cf;
-    popularity: the fallback for everyone) + the popularity fallback for cold known users, and
+    popularity: the fallback for everyone) + the popularity fallback for cold known users and after
+    the last item of a list shorter than ``top_n`` (item-based CF: few neighbours), and
     similar items, persisted and counted. ``purchased`` (user_id, item_id bought per
     silver.order_items) is excluded too, unless ``als.exclude`` is none."""
     config = ctx.config
@@ -321,18 +333,23 @@ def build_outputs(ctx: JobContext, model: ALSModel, indexed: DataFrame, users: D
         warm = ctx.spark.createDataFrame([], "user_id STRING, rank INT, sku STRING, score DOUBLE, is_fallback BOOLEAN")
     else:
         warm = to_ids(warm, users, items, item_id_col="sku").withColumn("is_fallback", F.lit(False))
-    cold = known_users.join(warm.select("user_id").distinct(), "user_id", "left_anti")
+    warm = warm.persist(StorageLevel.MEMORY_AND_DISK)   # read again for the lengths and the top-up
+    full = warm.groupBy("user_id").count().where(F.col("count") >= config.top_n).select("user_id")
+    short = known_users.join(full, "user_id", "left_anti")   # cold users and short lists
     bought = excluded_items(indexed, config.exclude, purchased, ("user_id", "item_id"))
-    recs = warm.unionByName(fallback_recommendations(fb.training_feedback(indexed, config.mode), items, cold,
-                                                       config.top_n, bought)).select(
+    recs = warm.unionByName(fallback_recommendations(fb.training_feedback(indexed, config.mode), items, short,
+                                                       config.top_n, bought, listed=warm)).select(
         "user_id", "rank", "sku", "score", "is_fallback").persist(StorageLevel.MEMORY_AND_DISK)
     similar = to_ids(to_ids(similar, items=items, item_id_col="sku"), items=items, item_idx_col="similar_idx",
                      item_id_col="similar_sku").select("sku", "similar_sku", "rank", "score") \
         .persist(StorageLevel.MEMORY_AND_DISK)
     row = recs.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users"),
-                   F.countDistinct(F.when(F.col("is_fallback"), F.col("user_id"))).alias("fallback_users")).first()
+                   F.countDistinct(F.when(F.col("is_fallback") & (F.col("rank") == 1), F.col("user_id"))).alias("fallback"),
+                   F.countDistinct(F.when(F.col("is_fallback"), F.col("user_id"))).alias("any_fallback")).first()
     counts = {"recommendation_rows": int(row["rows"]), "recommended_users": int(row["users"]),
-              "fallback_users": int(row["fallback_users"]), "similar_rows": similar.count()}
+              "fallback_users": int(row["fallback"]), "topped_up_users": int(row["any_fallback"] - row["fallback"]),
+              "similar_rows": similar.count()}
+    warm.unpersist()
     for name, table in (("recommendation_rows", USER_RECOMMENDATIONS), ("similar_rows", SIMILAR_ITEMS)):
         if counts[name] == 0:
             raise EmptyOutputError(f"als: {table} would be empty; previous outputs kept")
@@ -510,7 +527,9 @@ def run(ctx: JobContext) -> JobSummary:
     with ctx.step("top-N + similar items") as step:
         outputs = build_outputs(ctx, models.ranking, ids.interactions, ids.users, ids.items, feedback.known_users,
                                 feedback.purchased, served=selection.served)
-        metrics["fallback_share"] = outputs.counts["fallback_users"] / max(outputs.counts["recommended_users"], 1)
+        served_users = max(outputs.counts["recommended_users"], 1)
+        metrics["fallback_share"] = outputs.counts["fallback_users"] / served_users
+        metrics["topped_up_share"] = outputs.counts["topped_up_users"] / served_users
         step.update(**outputs.counts)
     with ctx.step("write gold") as step:
         write_outputs(ctx, outputs)
