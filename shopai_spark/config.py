@@ -50,8 +50,9 @@ class SparkConfig:
     ``spark-submit --master`` decide. ``app_name`` names the application.
     ``shuffle_partitions`` sets spark.sql.shuffle.partitions. ``ui_enabled`` turns the local Spark UI
     on or off. ``driver_memory`` is the local driver's heap (all of Spark in local mode).
-    ``checkpoint_dir`` becomes ``spark.checkpoint.dir`` of a session this project starts (ALS
-    truncates its lineage there); a reused or Connect session keeps the server's own setting.
+    ``checkpoint_dir`` becomes ``spark.checkpoint.dir`` of a session this project starts (ALS and the
+    lineage cuts of :mod:`~shopai_spark.lineage` write there); a reused or Connect session keeps the
+    server's own setting.
     ``log_level`` is Spark's log level (``spark.log.level``). ``conf`` holds any extra Spark settings.
     """
 
@@ -66,8 +67,9 @@ class SparkConfig:
     ui_enabled: bool = setting(True, doc="turns the local Spark UI on or off")
     driver_memory: str = setting("4g", doc="the local driver's heap (all of Spark in local mode)")
     checkpoint_dir: str | None = setting(
-        "checkpoints", doc="becomes ``spark.checkpoint.dir`` of a session this project starts (ALS truncates "
-                           "its lineage there); a reused or Connect session keeps the server's own setting")
+        "checkpoints", doc="becomes ``spark.checkpoint.dir`` of a session this project starts (ALS and the "
+                           "recommenders' lineage cuts write there); a reused or Connect session keeps the "
+                           "server's own setting")
     log_level: str = setting("WARN", doc="Spark's log level (``spark.log.level``)")
     conf: dict[str, str] = setting(factory=dict, doc="any extra Spark settings (name → value)")
 
