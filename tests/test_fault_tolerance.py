@@ -1,6 +1,8 @@
 """A task failing once does not fail a job when the master allows retries (local[2,2]): the log shows
 the injected failure, and the job still writes every order line. (Under local[2], which never
-retries, the same injection fails the job: the reason CI and the cluster use retrying masters.)"""
+retries, the same injection fails the job: the reason CI and the cluster use retrying masters.)
+Marked heavy (make test-heavy): `make cluster-test` in CI covers the stronger case, a worker killed
+under a running job that still completes with the same rows."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from shopai_spark.tables import Lakehouse
 from .conftest import LOCAL_CONF, ROOT, base_overrides
 from .test_ingest import write_raw
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy]
 
 
 def run_with_injected_failure(master: str, tmp_path, mlflow_store) -> subprocess.CompletedProcess:
