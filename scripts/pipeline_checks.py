@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 JOBS: dict[str, list[str]] = {
     "generate_data": ["bronze/truth_customer_segments", "bronze/truth_bundles"],
     "ingest": ["silver/events", "silver/orders", "silver/order_items", "silver/products"],
-    "als": ["gold/user_recommendations", "gold/similar_items", "gold/als_user_index", "gold/als_item_index"],
+    "als": ["gold/user_recommendations", "gold/similar_items", "gold/als_user_index", "gold/als_item_index",
+            "gold/als_item_factors"],
     "fpgrowth": ["gold/frequent_itemsets", "gold/association_rules", "gold/frequently_bought_together"],
     "segments": ["gold/customer_segments", "gold/segment_profiles", "gold/segment_migrations"],
     "demand_features": ["gold/sku_demand_features", "gold/inventory_signals"],

@@ -78,11 +78,11 @@ class OpenRun:
 
 class NothingChanged(Exception):  # noqa: N818 - an outcome, not a failure
     """Raised by a job that finds nothing to do: its inputs, settings and outputs are as its last
-    committed run (``previous``) left them."""
+    committed run (``previous``) left them, or ``reason`` says why else nothing is to be written."""
 
-    def __init__(self, previous: str):
-        super().__init__(f"inputs, settings and outputs unchanged since run {previous}: nothing written "
-                         f"(lakehouse.skip_unchanged_runs: false recomputes)")
+    def __init__(self, previous: str, reason: str | None = None):
+        super().__init__(reason or f"inputs, settings and outputs unchanged since run {previous}: nothing written "
+                                   f"(lakehouse.skip_unchanged_runs: false recomputes)")
         self.previous = previous
 
 

@@ -1,5 +1,9 @@
 """fpgrowth through runtime.main on the generated shop: the generator's planted bundles are recovered;
-a second run on the same inputs with the same settings writes nothing."""
+a second run on the same inputs with the same settings writes nothing.
+
+Heavy (``make test-heavy``): in CI the cluster test and the Connect test run this job through its
+entry point on a generated shop, and the job's own tests run it on small planted data.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from shopai_spark.schemas import TRUTH_BUNDLES
 from shopai_spark.tables import Lakehouse
 from tests.conftest import cli_args
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy]
 
 
 def test_end_to_end_recovers_planted_bundles(spark, make_config, tmp_path, mlflow_store, shop_lakehouse, capsys):

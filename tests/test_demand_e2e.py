@@ -1,4 +1,8 @@
-"""End to end: demand_features through the entry point ``app.main`` on the generated shop."""
+"""End to end: demand_features through the entry point ``app.main`` on the generated shop.
+
+Heavy (``make test-heavy``): in CI the cluster test and the Connect test run this job through its
+entry point on a generated shop, and the job's own tests run it on small planted data.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from shopai_spark.tables import Lakehouse
 
 from .conftest import cli_args
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy]
 
 # ARIMA (three quarters of the per-SKU fitting time) is left out here; tests/test_demand_models.py
 # checks it against the library, and the pipeline tests run it.

@@ -1,4 +1,8 @@
-"""als through ``shopai_spark.runtime.main`` (the jobs' entry point) on the generated shop."""
+"""als through ``shopai_spark.runtime.main`` (the jobs' entry point) on the generated shop.
+
+Heavy (``make test-heavy``): in CI the cluster test and the Connect test run this job through its
+entry point on a generated shop, and the job's own tests run it on small planted data.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from shopai_spark.tables import Lakehouse
 
 from .conftest import cli_args
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy]
 
 SMALL = ["als.rank=8", "als.max_iter=5", "als.num_blocks=2", "als.top_n=5",
          "als.split=time", "als.registered_model=null"]

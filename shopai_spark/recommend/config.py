@@ -32,6 +32,9 @@ class AlsConfig:
     ratings count as relevant in the ranking metrics (``relevant_min_rating``, both modes). Every
     rated item, whatever its rating, is excluded from that user's recommendations.
 
+    ``serving``: ``retrain`` runs all of the above; ``fold_in`` serves only the customers the last
+    retrain's lists do not cover, folded into its model (:mod:`~shopai_spark.recommend.serving`).
+
     ``grid``: lists of values per key of GRID_KEYS (missing key → the single value above); every
     combination is a trial (MLflow child run) scored on a validation split carved out of the
     training rows; the best on ``tune_metric`` there wins and is scored once on the test rows.
@@ -113,6 +116,10 @@ class AlsConfig:
                                                  "items (>= 0; 0 = plain cosine)")
     item_cf_max_user_items: int = setting(500, doc="item-based CF: items per user in the co-occurrence count (a "
                                                    "fixed hash sample above it; bounds a heavy user's cost)")
+    serving: Literal["retrain", "fold_in"] = setting(
+        "retrain", doc="retrain (fit, evaluate and serve every user) or fold_in (no refit: fold the customers "
+                       "who arrived since the last retrain into its model and add their lists, flagged "
+                       "folded_in; everyone else's rows stay as they are)")
     serve_from: list[str] = setting(
         factory=lambda: ["als", "item_cf"],
         doc="recommenders that may be served (als, item_cf): the best of them and popularity on validation "

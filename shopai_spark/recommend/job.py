@@ -9,7 +9,8 @@ item-based CF or popularity, the best there), score all three once on the test r
 interactions, then compute top-N per user (already-bought items excluded, cold users get a flagged
 popularity fallback) and similar items. All outputs are computed and checked non-empty before any
 is written; the run ledger undoes a failed run's writes. The model is logged and registered in
-MLflow.
+MLflow, and its item factors are stored for fold-in runs (``als.serving=fold_in``: only the
+customers who arrived since, folded into that model; :mod:`~shopai_spark.recommend.serving`).
 
 Guest orders (null user_id) are left out of every per-user step and counted
 (``guest_order_lines_skipped``); the interactions each source gave are logged as
@@ -35,8 +36,17 @@ from shopai_spark.quality import QUARANTINE, quarantine_rejected, split_valid
 from shopai_spark.recommend import interactions as fb
 from shopai_spark.recommend.baseline import item_popularity
 from shopai_spark.recommend.config import AlsConfig
+from shopai_spark.recommend.foldin import fold_in
 from shopai_spark.recommend.indexing import build_index, to_ids, to_indices
 from shopai_spark.recommend.itemcf import item_cf_recommend, item_neighbours
+from shopai_spark.recommend.serving import (
+    ITEM_FACTORS,
+    ModelState,
+    customers_to_serve,
+    model_state_table,
+    numbered_users,
+    read_model_state,
+)
 from shopai_spark.recommend.split import split
 from shopai_spark.recommend.topn import collect_item_factors, recommend_all, similar_items
 from shopai_spark.recommend.train import (
@@ -51,6 +61,7 @@ from shopai_spark.recommend.train import (
     ranking_feedback,
     select_params,
 )
+from shopai_spark.runs import NothingChanged
 from shopai_spark.runtime import JobContext, JobSummary
 from shopai_spark.schemas import EVENTS, ORDER_ITEMS, ORDERS, RETURNS
 from shopai_spark.tables import EmptyOutputError, Lakehouse, TableRef, TableWrite, with_run_metadata
@@ -61,7 +72,7 @@ USER_RECOMMENDATIONS = TableRef("gold", "user_recommendations")
 SIMILAR_ITEMS = TableRef("gold", "similar_items")
 USER_INDEX = TableRef("gold", "als_user_index")
 ITEM_INDEX = TableRef("gold", "als_item_index")
-OUTPUTS = (USER_RECOMMENDATIONS, SIMILAR_ITEMS, USER_INDEX, ITEM_INDEX)
+OUTPUTS = (USER_RECOMMENDATIONS, SIMILAR_ITEMS, USER_INDEX, ITEM_INDEX, ITEM_FACTORS)
 APPENDS = (QUARANTINE,)
 SUMMARY_METRICS = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "hit_rate", "coverage", "rmse", "mae")
 SHOP_SOURCES = ("events", "orders", "events+orders")
@@ -329,27 +340,17 @@ def build_outputs(ctx: JobContext, model: ALSModel, indexed: DataFrame, users: D
     excluded = excluded_items(indexed, config.exclude,
                               None if purchased is None else to_indices(purchased, users, items))
     warm, similar = ranked_lists(ctx, served, model, ranking_feedback(indexed, config), excluded)
-    if warm is None:
-        warm = ctx.spark.createDataFrame([], "user_id STRING, rank INT, sku STRING, score DOUBLE, is_fallback BOOLEAN")
-    else:
-        warm = to_ids(warm, users, items, item_id_col="sku").withColumn("is_fallback", F.lit(False))
-    warm = warm.persist(StorageLevel.MEMORY_AND_DISK)   # read again for the lengths and the top-up
-    full = warm.groupBy("user_id").count().where(F.col("count") >= config.top_n).select("user_id")
-    short = known_users.join(full, "user_id", "left_anti")   # cold users and short lists
+    if warm is not None:
+        warm = to_ids(warm, users, items, item_id_col="sku").persist(StorageLevel.MEMORY_AND_DISK)
     bought = excluded_items(indexed, config.exclude, purchased, ("user_id", "item_id"))
-    recs = warm.unionByName(fallback_recommendations(fb.training_feedback(indexed, config.mode), items, short,
-                                                       config.top_n, bought, listed=warm)).select(
-        "user_id", "rank", "sku", "score", "is_fallback").persist(StorageLevel.MEMORY_AND_DISK)
+    recs = topped_up(ctx, warm, known_users, fb.training_feedback(indexed, config.mode), items, bought) \
+        .withColumn("folded_in", F.lit(False)).persist(StorageLevel.MEMORY_AND_DISK)
     similar = to_ids(to_ids(similar, items=items, item_id_col="sku"), items=items, item_idx_col="similar_idx",
                      item_id_col="similar_sku").select("sku", "similar_sku", "rank", "score") \
         .persist(StorageLevel.MEMORY_AND_DISK)
-    row = recs.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users"),
-                   F.countDistinct(F.when(F.col("is_fallback") & (F.col("rank") == 1), F.col("user_id"))).alias("fallback"),
-                   F.countDistinct(F.when(F.col("is_fallback"), F.col("user_id"))).alias("any_fallback")).first()
-    counts = {"recommendation_rows": int(row["rows"]), "recommended_users": int(row["users"]),
-              "fallback_users": int(row["fallback"]), "topped_up_users": int(row["any_fallback"] - row["fallback"]),
-              "similar_rows": similar.count()}
-    warm.unpersist()
+    counts = list_counts(recs) | {"similar_rows": similar.count()}
+    if warm is not None:
+        warm.unpersist()
     for name, table in (("recommendation_rows", USER_RECOMMENDATIONS), ("similar_rows", SIMILAR_ITEMS)):
         if counts[name] == 0:
             raise EmptyOutputError(f"als: {table} would be empty; previous outputs kept")
@@ -357,9 +358,37 @@ def build_outputs(ctx: JobContext, model: ALSModel, indexed: DataFrame, users: D
                    "item_idx"), counts)
 
 
-def write_outputs(ctx: JobContext, outputs: Outputs) -> None:
-    """Overwrite the four gold tables; on failure restore the ones already written."""
-    plan = [(outputs.user_index, USER_INDEX), (outputs.item_index, ITEM_INDEX),
+def topped_up(ctx: JobContext, warm: DataFrame | None, users: DataFrame, training: DataFrame, items: DataFrame,
+              bought: DataFrame | None) -> DataFrame:
+    """The ranked lists ``warm`` (user_id, rank, sku, score; read twice, so pass it persisted; None:
+    no list) of ``users`` (user_id) with the popularity fallback after the last item of a list
+    shorter than ``top_n`` and as the whole list of a user without one → user_id, rank, sku, score,
+    is_fallback. Popularity is counted on ``training`` (user_idx, item_idx, …; ``items``: item_id,
+    item_idx); ``bought`` (user_id, item_id) is never in a fallback."""
+    if warm is None:
+        warm = ctx.spark.createDataFrame([], "user_id STRING, rank INT, sku STRING, score DOUBLE")
+    warm = warm.withColumn("is_fallback", F.lit(False))
+    full = warm.groupBy("user_id").count().where(F.col("count") >= ctx.config.top_n).select("user_id")
+    short = users.join(full, "user_id", "left_anti")   # cold users and short lists
+    fallback = fallback_recommendations(training, items, short, ctx.config.top_n, bought, listed=warm)
+    return warm.unionByName(fallback).select("user_id", "rank", "sku", "score", "is_fallback")
+
+
+def list_counts(recs: DataFrame) -> dict[str, int]:
+    """Lists (user_id, rank, is_fallback, …) → recommendation_rows, recommended_users,
+    fallback_users (whole list from popularity), topped_up_users (a model's list topped up): one
+    aggregate."""
+    row = recs.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users"),
+                   F.countDistinct(F.when(F.col("is_fallback") & (F.col("rank") == 1), F.col("user_id"))).alias("fallback"),
+                   F.countDistinct(F.when(F.col("is_fallback"), F.col("user_id"))).alias("any_fallback")).first()
+    return {"recommendation_rows": int(row["rows"]), "recommended_users": int(row["users"]),
+            "fallback_users": int(row["fallback"]), "topped_up_users": int(row["any_fallback"] - row["fallback"])}
+
+
+def write_outputs(ctx: JobContext, outputs: Outputs, model_state: DataFrame) -> None:
+    """Overwrite the five gold tables (the id maps, the model state, similar items, the lists); the
+    run ledger restores them all when a later one fails."""
+    plan = [(outputs.user_index, USER_INDEX), (outputs.item_index, ITEM_INDEX), (model_state, ITEM_FACTORS),
             (outputs.similar, SIMILAR_ITEMS), (outputs.recommendations, USER_RECOMMENDATIONS)]
     ctx.lakehouse.overwrite_all([TableWrite(with_run_metadata(frame, ctx.run.run_id), ref) for frame, ref in plan])
 
@@ -506,6 +535,11 @@ def served_line(selection: Selection) -> str:
 
 
 def run(ctx: JobContext) -> JobSummary:
+    """``als.serving``: :func:`retrain` or :func:`fold_in_new_customers`."""
+    return fold_in_new_customers(ctx) if ctx.config.serving == "fold_in" else retrain(ctx)
+
+
+def retrain(ctx: JobContext) -> JobSummary:
     """Train, evaluate and write recommendations (see module docstring)."""
     config = ctx.config
     metrics: dict[str, float] = {}
@@ -532,7 +566,8 @@ def run(ctx: JobContext) -> JobSummary:
         metrics["topped_up_share"] = outputs.counts["topped_up_users"] / served_users
         step.update(**outputs.counts)
     with ctx.step("write gold") as step:
-        write_outputs(ctx, outputs)
+        write_outputs(ctx, outputs, model_state_table(models.ranking.itemFactors, ids.items, best.reg_param,
+                                                      best.alpha, selection.served))
         model_uri, version = log_model(ctx, models.logged, ids.interactions)
         step.update(model=model_uri, version=version)
     table = metric_table(evaluated.test)
@@ -560,3 +595,82 @@ def summarize(ctx: JobContext, outputs: Outputs, metrics: dict[str, float], line
                               str(USER_INDEX): int(metrics["users"]), str(ITEM_INDEX): int(metrics["items"])},
                       metrics={k: float(metrics[k]) for k in shown if k in metrics},
                       lines=lines)
+
+
+def fold_in_new_customers(ctx: JobContext) -> JobSummary:
+    """``als.serving=fold_in``: lists for the customers the last retrain's lists do not cover, from
+    its model (:mod:`~shopai_spark.recommend.serving`); NothingChanged when there are none."""
+    metrics: dict[str, float] = {}
+    with ctx.step("read + validate feedback") as step:
+        feedback, interactions, from_source = validated_interactions(ctx, metrics)
+        step.update(interactions=int(metrics["interactions"]))
+    with ctx.step("read the model") as step:
+        state = read_model_state(ctx.lakehouse, USER_INDEX, ITEM_INDEX, USER_RECOMMENDATIONS)
+        ctx.run.log_params({"als.fold_in.model_run_id": state.model_run_id})
+        step.update(model_run=state.model_run_id, items=len(state.factors.ids))
+    with ctx.step("fold in new customers") as step:
+        served, recs, new_users = folded_in_lists(ctx, state, feedback, interactions, metrics)
+        step.update(**{k: int(v) for k, v in metrics.items() if k.startswith("fold_in_")})
+    with ctx.step("write gold") as step:
+        kept_recs = stored_rows(state, USER_RECOMMENDATIONS).join(served, "user_id", "left_anti")
+        ctx.lakehouse.overwrite_all([
+            TableWrite(stored_rows(state, USER_INDEX).unionByName(with_run_metadata(new_users, ctx.run.run_id)),
+                       USER_INDEX),
+            TableWrite(kept_recs.unionByName(with_run_metadata(recs, ctx.run.run_id)), USER_RECOMMENDATIONS)])
+        step.update(rows_added=int(metrics["recommendation_rows"]))
+    ctx.run.log_metrics(metrics)
+    lines = [f"  serving=fold_in model of run {state.model_run_id}: {int(metrics['fold_in_users']):,} customers "
+             f"folded in, {int(metrics['fold_in_fallback_users']):,} given the popularity fallback, "
+             f"{int(metrics['recommendation_rows']):,} rows added",
+             source_line(int(metrics["interactions"]), from_source, feedback.guest_order_lines),
+             *sample_lines(recs, interactions.join(new_users, "user_id", "left_semi"))]
+    for frame in (served, recs, new_users, interactions):
+        frame.unpersist()
+    return JobSummary(job=ctx.job, run_id=ctx.run.run_id,
+                      tables={str(ref): ctx.lakehouse.read(ref).count() for ref in (USER_RECOMMENDATIONS, USER_INDEX)},
+                      metrics={k: float(metrics[k]) for k in ("fold_in_users", "fold_in_fallback_users")},
+                      lines=lines)
+
+
+def folded_in_lists(ctx: JobContext, state: ModelState, feedback: Feedback, interactions: DataFrame,
+                    metrics: dict[str, float]) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """The customers to serve (user_id, warm), their lists (user_id, rank, sku, score, is_fallback,
+    folded_in) and the warm ones' new index rows (user_id, user_idx), all persisted. Adds to
+    ``metrics`` fold_in_users, fold_in_fallback_users, fold_in_skipped_interactions (on items the
+    model does not know) and the list counts. NothingChanged when no customer is to be served."""
+    config = ctx.config
+    served = customers_to_serve(feedback.known_users, ranking_feedback(interactions, config, ("user_id", "item_id")),
+                                state).persist(StorageLevel.MEMORY_AND_DISK)
+    row = served.agg(F.count(F.lit(1)).alias("users"), F.count(F.when(F.col("warm"), 1)).alias("warm")).first()
+    if row["users"] == 0:
+        served.unpersist()
+        raise NothingChanged(state.model_run_id, f"no customer arrived since the lists of run {state.model_run_id}: "
+                                                 "nothing written")
+    new_users = numbered_users(served, state).persist(StorageLevel.MEMORY_AND_DISK)
+    theirs = interactions.join(served, "user_id", "left_semi")
+    indexed = to_indices(theirs, new_users, state.items)
+    factors = fold_in(ranking_feedback(indexed, config), state.factors, state.reg_param, state.alpha)
+    purchased = None if config.exclude == "none" or feedback.purchased is None else feedback.purchased
+    excluded = excluded_items(indexed, config.exclude,
+                              None if purchased is None else to_indices(purchased, new_users, state.items))
+    warm = to_ids(recommend_all(factors, state.factors, config.top_n, excluded, config.block_size), new_users,
+                  state.items, item_id_col="sku").persist(StorageLevel.MEMORY_AND_DISK)
+    everyone = to_indices(interactions, state.users.unionByName(new_users), state.items)
+    bought = excluded_items(theirs, config.exclude, purchased, ("user_id", "item_id"))
+    recs = topped_up(ctx, warm, served.select("user_id"), fb.training_feedback(everyone, config.mode), state.items,
+                     bought).join(served.select("user_id", F.col("warm").alias("folded_in")), "user_id") \
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    metrics.update(list_counts(recs))
+    warm.unpersist()
+    metrics.update({"fold_in_users": int(row["warm"]), "fold_in_fallback_users": int(row["users"] - row["warm"]),
+                    "fold_in_skipped_interactions": theirs.join(state.items, "item_id", "left_anti").count()})
+    return served, recs, new_users
+
+
+def stored_rows(state: ModelState, ref: TableRef) -> DataFrame:
+    """``ref`` as the fold-in read it, with ``folded_in`` = false added to lists written before the
+    column existed."""
+    frame = state.read(ref)
+    if ref == USER_RECOMMENDATIONS and "folded_in" not in frame.columns:
+        frame = frame.withColumn("folded_in", F.lit(False))
+    return frame

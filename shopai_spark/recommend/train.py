@@ -76,13 +76,13 @@ class Models:
         return self.rating or self.ranking
 
 
-def ranking_feedback(train: DataFrame, config: AlsConfig) -> DataFrame:
-    """user_idx, item_idx, rating: the implicit feedback the ranking model learns from (explicit
-    mode: each rating through ``feedback_min_rating`` / ``feedback_weight``)."""
+def ranking_feedback(train: DataFrame, config: AlsConfig, keys: tuple[str, str] = ("user_idx", "item_idx")) -> DataFrame:
+    """``keys`` (default user_idx, item_idx), rating: the implicit feedback the ranking model learns
+    from (explicit mode: each rating through ``feedback_min_rating`` / ``feedback_weight``)."""
     if config.mode == "explicit":
         train = train.withColumn("rating", implicit_weight(F.col("rating"), config.feedback_min_rating,
                                                            config.feedback_weight))
-    return training_feedback(train, "implicit").select("user_idx", "item_idx", "rating")
+    return training_feedback(train, "implicit").select(*keys, "rating")
 
 
 def fit(train: DataFrame, config: AlsConfig, params: Params) -> Models:
