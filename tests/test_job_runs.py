@@ -18,8 +18,8 @@ import mlflow
 import pytest
 from pyspark.sql import functions as F
 
+from shopai_spark.app import JOBS as JOB_SPECS
 from shopai_spark.app import AppConfig, main, run_job
-from shopai_spark.basket import job as basket_job
 from shopai_spark.errors import RunKilled
 from shopai_spark.ingest.job import APPENDS, OUTPUTS
 from shopai_spark.runs import JOB_RUNS, RunLedger, UndeclaredOutputError
@@ -162,19 +162,74 @@ def test_inputs_are_read_at_the_versions_the_last_committed_runs_wrote(make_conf
     assert not lakehouse.read(ORDERS.ref).filter("order_id = '9999'").isEmpty()
 
 
-def test_sigterm_after_each_gold_commit_leaves_the_committed_gold_tables(shop_lakehouse, make_config, spark,
-                                                                        monkeypatch):
-    run_job("fpgrowth", make_config())
+# gold jobs on the generated shop: (job, settings of every run, settings that make the killed runs
+# write other rows). fpgrowth runs in CI; the others are minutes each (make test-heavy).
+DEMAND_SMALL = ["demand.promotions_table=bronze.truth_promotions", "demand.gbt_max_iter=5", "demand.backtest_origins=6",
+                "demand.selection_origins=3", "demand.models=[zero,moving_average,seasonal_naive,croston_sba,gbt]"]
+GOLD_JOBS = [
+    pytest.param("fpgrowth", [], ["fpgrowth.min_support=0.02"], id="fpgrowth"),
+    pytest.param("als", ["als.rank=4", "als.max_iter=4", "als.num_blocks=2"], ["als.top_n=7"], id="als",
+                 marks=pytest.mark.heavy),
+    pytest.param("segments", ["segments.k_max=4", "segments.n_init=1"], ["segments.reference_date=2030-01-01"],
+                 id="segments",
+                 marks=pytest.mark.heavy),
+    pytest.param("demand_features", DEMAND_SMALL, ["demand.service_level=0.9"], id="demand_features",
+                 marks=pytest.mark.heavy),
+]
+
+
+def gold_tables(job: str) -> tuple[TableRef, ...]:
+    """What a gold job's run may change: its outputs and the tables it appends to."""
+    spec = JOB_SPECS[job]
+    return (*spec.outputs, *spec.appends)
+
+
+@pytest.mark.parametrize(("job", "settings", "other"), GOLD_JOBS)
+def test_sigterm_after_each_gold_commit_leaves_the_committed_gold_tables(job, settings, other, shop_lakehouse,
+                                                                        make_config, spark, monkeypatch):
+    run_job(job, make_config(*settings))
     lakehouse = Lakehouse(spark, make_config().lakehouse)
-    committed = contents(lakehouse, basket_job.OUTPUTS)
-    other = make_config("fpgrowth.min_support=0.02")   # other settings: the killed runs write other rows
-    for after in range(1, len(basket_job.OUTPUTS) + 1):
+    tables = gold_tables(job)
+    committed = contents(lakehouse, tables)
+    killed = make_config(*settings, *other)   # other settings: the killed runs write other rows
+    for after in range(1, len(JOB_SPECS[job].outputs) + 1):
         with monkeypatch.context() as patched:
             signal_after_commits(patched.setattr, after, signal.SIGTERM)
             with pytest.raises(RunKilled):
-                run_job("fpgrowth", other)
-        assert contents(lakehouse, basket_job.OUTPUTS) == committed, f"killed after commit {after}: tables changed"
-    assert "RUNNING" not in run_statuses(other.tracking.experiment).values()
+                run_job(job, killed)
+        assert contents(lakehouse, tables) == committed, f"{job} killed after commit {after}: tables changed"
+    assert "RUNNING" not in run_statuses(killed.tracking.experiment).values()
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize(("job", "settings", "other"), GOLD_JOBS)
+def test_sigkill_after_a_gold_commit_is_undone_by_the_next_start(job, settings, other, shop_lakehouse, make_config,
+                                                                 tmp_path, spark, mlflow_store):
+    run_job(job, make_config(*settings))
+    lakehouse = Lakehouse(spark, make_config().lakehouse)
+    tables = gold_tables(job)
+    committed = contents(lakehouse, tables)
+    args = cli_args(tmp_path, mlflow_store, *settings, *other, "spark.driver_memory=1g")
+    last = str(len(JOB_SPECS[job].outputs))   # frozen after its last output, before its commit record
+    frozen = subprocess.Popen([sys.executable, str(ROOT / "tests" / "kill_run.py"), "SIGSTOP", last, job, *args],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    try:
+        wait_until_stopped(frozen)
+        assert contents(lakehouse, tables) != committed, f"the stopped {job} run had not written anything yet"
+    finally:
+        os.killpg(frozen.pid, signal.SIGKILL)
+        frozen.wait()
+    spec = JOB_SPECS[job]
+    (dead,) = RunLedger(lakehouse, job, spec.outputs, spec.appends, 12).open_runs()
+
+    run_job(job, make_config(*settings))   # the next start restores the killed run's tables, then runs
+    assert run_statuses(make_config().tracking.experiment)[dead.run_id] == "KILLED"
+    for ref in tables:
+        written_by = {r["run_id"] for r in lakehouse.read(ref).select("run_id").distinct().collect()}
+        assert dead.run_id not in written_by, f"{ref} still holds rows of the killed {job} run"
+    events = lakehouse.read(JOB_RUNS).where(F.col("job") == job).groupBy("event").count().collect()
+    assert {r["event"]: r["count"] for r in events} == {"started": 3, "committed": 2, "recovered": 1}
 
 
 def test_a_job_that_writes_an_undeclared_table_cannot_commit(make_config, spark):
