@@ -9,7 +9,7 @@ CONF   ?= conf/local.yaml
 BENCH_SIZE ?= small
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-heavy test-fast lint bench package cluster-test connect-test smoke-spark40 clean
+.PHONY: help setup demo test kill-test test-heavy test-fast lint bench package cluster-test connect-test smoke-spark40 clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -26,14 +26,17 @@ $(STAMP): pyproject.toml $(PINS)
 demo: setup  ## generate sample data and run the whole pipeline locally
 	$(BIN)/python jobs/pipeline.py --conf $(CONF)
 
-test: setup  ## the test suite CI runs (real Spark, Delta and MLflow), all but the heavy tests
-	$(BIN)/python -m pytest -m "not heavy" --durations=15
+test: setup  ## the test suite CI runs (real Spark, Delta and MLflow), all but the kill matrix and the heavy tests
+	$(BIN)/python -m pytest -m "not heavy and not kill" --durations=15
 
-test-heavy: setup  ## the heavy tests: kill matrices, whole pipelines, notebooks, full real-data runs (minutes each)
+kill-test: setup  ## the kill matrix: each job SIGKILLed and SIGTERMed after each of its commits (als's: test-heavy)
+	$(BIN)/python -m pytest -m "kill and not heavy" --durations=6
+
+test-heavy: setup  ## the heavy tests: whole pipelines, notebooks, full real-data runs (minutes each)
 	$(BIN)/python -m pytest -m heavy --durations=15
 
 test-fast: setup  ## the unit tests only (no end-to-end job runs, no real-data tests)
-	$(BIN)/python -m pytest -m "not e2e and not realdata and not heavy"
+	$(BIN)/python -m pytest -m "not e2e and not realdata and not heavy and not kill"
 
 lint: setup  ## ruff
 	$(BIN)/ruff check shopai_spark jobs tests bench

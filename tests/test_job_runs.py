@@ -8,10 +8,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -19,7 +22,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from shopai_spark.app import JOBS as JOB_SPECS
-from shopai_spark.app import AppConfig, main, run_job
+from shopai_spark.app import main, run_job
 from shopai_spark.errors import RunKilled
 from shopai_spark.ingest.job import APPENDS, OUTPUTS
 from shopai_spark.runs import JOB_RUNS, RunLedger, UndeclaredOutputError
@@ -66,42 +69,58 @@ def run_statuses(experiment: str) -> dict[str, str]:
     return {run.info.run_id: run.info.status for run in runs}
 
 
-def ledger_events(lakehouse: Lakehouse) -> dict[str, int]:
-    return {r["event"]: r["count"] for r in lakehouse.read(JOB_RUNS).groupBy("event").count().collect()}
+def ledger_events(lakehouse: Lakehouse, job: str) -> dict[str, int]:
+    """How many rows of each event ``job`` has in the run ledger."""
+    rows = lakehouse.read(JOB_RUNS).where(F.col("job") == job).groupBy("event").count().collect()
+    return {r["event"]: r["count"] for r in rows}
 
 
-@pytest.fixture
-def second_delivery(make_config, tmp_path, spark) -> tuple[AppConfig, Lakehouse, dict[TableRef, list[str]]]:
-    """The first delivery ingested and committed, a second one on disk: (config, lakehouse, the
-    committed tables' contents)."""
-    write_raw(tmp_path / "raw")
-    config = make_config()
-    run_job("ingest", config)
-    lakehouse = Lakehouse(spark, config.lakehouse)
-    committed = contents(lakehouse)
-    write_second_delivery(tmp_path / "raw")
-    return config, lakehouse, committed
+# A shop small enough for a kill matrix in CI (every job runs in seconds on it).
+TINY_SHOP = ["generate.users=80", "generate.skus=30", "generate.categories=3", "generate.brands=5",
+             "generate.days=150", "generate.events_per_user=10", "generate.bundles=2", "generate.dirt_share=0.01"]
 
 
-@pytest.mark.heavy
-def test_sigterm_after_each_commit_leaves_the_last_committed_tables(second_delivery, monkeypatch):
-    config, lakehouse, committed = second_delivery
-    for after in range(1, 6):   # quarantine, events, orders, order_items, returns
-        with monkeypatch.context() as patched:
-            signal_after_commits(patched.setattr, after, signal.SIGTERM)
-            with pytest.raises(RunKilled):
-                run_job("ingest", config)
-        assert contents(lakehouse) == committed, f"killed after commit {after}: tables changed"
-        statuses = run_statuses(config.tracking.experiment)
-        assert list(statuses.values()).count("KILLED") == after
+@pytest.fixture(scope="module")
+def tiny_shop(tmp_path_factory, mlflow_store, spark) -> Path:
+    """The lakehouse of a TINY_SHOP after generate → ingest through the jobs' entry point."""
+    root = tmp_path_factory.mktemp("tiny_shop")
+    args = cli_args(root, mlflow_store, *TINY_SHOP)
+    assert main("generate_data", args) == 0 and main("ingest", args) == 0
+    return root / "lakehouse"
 
-    run_job("ingest", config)   # the next start closes the killed runs, then commits the second delivery
-    assert ledger_events(lakehouse) == {"started": 7, "committed": 2, "recovered": 5}
-    assert lakehouse.read(ORDERS.ref).filter("order_id = '3001'").count() == 1
-    assert "RUNNING" not in run_statuses(config.tracking.experiment).values()
+
+@dataclass(frozen=True)
+class KillCase:
+    """A job of the matrix: ``settings`` of every run (small, so that a run takes seconds), ``killed``
+    the extra settings of the killed runs (so that they write other rows than the committed run), and
+    the number of output commits a killed run makes."""
+
+    job: str
+    settings: tuple[str, ...] = ()
+    killed: tuple[str, ...] = ()
+    commits: int | None = None   # None: one per output table
+
+    def commit_count(self) -> int:
+        return self.commits or len(JOB_SPECS[self.job].outputs)
+
+
+KILL_CASES = [
+    # the killed ingests read a second delivery: quarantine, events, orders, order_items and returns
+    # change, products does not
+    KillCase("ingest", commits=5),
+    KillCase("fpgrowth", killed=("fpgrowth.min_support=0.02",)),
+    KillCase("segments", ("segments.k=3", "segments.n_init=1"), ("segments.reference_date=2030-01-01",)),
+    KillCase("demand_features", ("demand.promotions_table=bronze.truth_promotions", "demand.backtest_origins=4",
+                                 "demand.selection_origins=2", "demand.models=[zero,moving_average]"),
+             ("demand.service_level=0.9",)),
+    # about 11 minutes (a retrain evaluates three recommenders twice even on 80 customers): make test-heavy
+    pytest.param(KillCase("als", ("als.rank=4", "als.max_iter=3", "als.num_blocks=1", "als.serve_from=[als]"),
+                          ("als.top_n=7",)), marks=pytest.mark.heavy),
+]
 
 
 def wait_until_stopped(process: subprocess.Popen, timeout: float = 600) -> None:
+    """Wait until ``process`` is stopped (SIGSTOP at its kill point); AssertionError when it ends first."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
@@ -113,34 +132,89 @@ def wait_until_stopped(process: subprocess.Popen, timeout: float = 600) -> None:
     raise AssertionError("the job did not reach its kill point in time")
 
 
-@pytest.mark.heavy
-def test_sigkill_mid_run_is_undone_by_the_next_start_and_a_rival_run_refuses(
-        second_delivery, make_config, tmp_path, spark, mlflow_store, capsys):
-    config, lakehouse, committed = second_delivery
-    args = cli_args(tmp_path, mlflow_store, "spark.driver_memory=1g")
-    frozen = subprocess.Popen([sys.executable, str(ROOT / "tests" / "kill_run.py"), "SIGSTOP", "3", "ingest", *args],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+@contextmanager
+def frozen_after_commit(job: str, commit: int, args: list[str], workdir: Path):
+    """Run ``job`` as its own process (tests/kill_run.py), frozen by SIGSTOP right after its
+    ``commit``-th output commit; yield while it is frozen, then SIGKILL it and its JVM."""
+    frozen = subprocess.Popen([sys.executable, str(ROOT / "tests" / "kill_run.py"), "SIGSTOP", str(commit), job, *args],
+                              cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
     try:
         wait_until_stopped(frozen)
-        mixed = contents(lakehouse)
-        assert mixed != committed, "the stopped run had not written anything yet"
-        # a second run while the first one's driver is alive: one line, exit code 6, nothing written
-        assert main("ingest", args) == 6
-        refusal = capsys.readouterr().err.strip().splitlines()
-        assert len(refusal) == 1 and "another ingest run" in refusal[0], refusal
-        assert contents(lakehouse) == mixed
+        yield
     finally:
         os.killpg(frozen.pid, signal.SIGKILL)
         frozen.wait()
-    killed = RunLedger(lakehouse, "ingest", OUTPUTS, APPENDS, 12).open_runs()
-    assert len(killed) == 1 and run_statuses(config.tracking.experiment)[killed[0].run_id] == "RUNNING"
 
-    run_job("ingest", config)   # recovers the killed run, then ingests the same files again
-    assert run_statuses(config.tracking.experiment)[killed[0].run_id] == "KILLED"
-    reference = make_config(f"lakehouse.root={tmp_path / 'reference'}")
-    run_job("ingest", reference)   # the same files, ingested once into an empty lakehouse
-    assert contents(lakehouse) == contents(Lakehouse(spark, reference.lakehouse))
+
+def open_run(lakehouse: Lakehouse, job: str) -> str:
+    """The run id of the one run of ``job`` that started and has not ended."""
+    spec = JOB_SPECS[job]
+    (run,) = RunLedger(lakehouse, job, spec.outputs, spec.appends, 12).open_runs()
+    return run.run_id
+
+
+def run_ids(lakehouse: Lakehouse, refs) -> set[str]:
+    """The run ids the rows of ``refs`` carry (tables with a run_id column)."""
+    frames = [lakehouse.read(ref) for ref in refs]
+    return {r["run_id"] for frame in frames if "run_id" in frame.columns
+            for r in frame.select("run_id").distinct().collect()}
+
+
+@pytest.mark.kill
+@pytest.mark.parametrize("case", KILL_CASES, ids=lambda case: case.job)
+def test_killed_after_each_commit_the_next_start_leaves_the_committed_run(
+        case, request, make_config, tmp_path, spark, mlflow_store, monkeypatch, capsys):
+    """After a committed run, for each output commit k of the job in turn: its own process is frozen
+    right after commit k (the lakehouse then holds a mix, and no row of the run killed before it) and
+    a rival run next to it refuses; it is SIGKILLed, and the next one's start recovers it. Then, for
+    each k in turn, a run in this process gets SIGTERM right after its commit k: every table is back
+    as the committed run left it, and no MLflow run is RUNNING. A last run recovers and commits."""
+    spec = JOB_SPECS[case.job]
+    tables = (*spec.outputs, *spec.appends)
+    if case.job == "ingest":
+        write_raw(tmp_path / "raw")
+    else:
+        shutil.copytree(request.getfixturevalue("tiny_shop"), tmp_path / "lakehouse")
+    run_job(case.job, make_config(*case.settings))
+    if case.job == "ingest":
+        write_second_delivery(tmp_path / "raw")
+    lakehouse = Lakehouse(spark, make_config().lakehouse)
+    committed = contents(lakehouse, tables)
+    killed = make_config(*case.settings, *case.killed)
+    experiment = killed.tracking.experiment
+    args = cli_args(tmp_path, mlflow_store, *case.settings, *case.killed, "spark.driver_memory=1g")
+    kills = case.commit_count()
+    dead_runs: list[str] = []
+    for commit in range(1, kills + 1):   # SIGKILL: each run recovers the one killed before it
+        with frozen_after_commit(case.job, commit, args, tmp_path):
+            mixed = contents(lakehouse, tables)
+            assert mixed != committed, f"the {case.job} run frozen after commit {commit} had not written"
+            assert not set(dead_runs) & run_ids(lakehouse, tables), f"{case.job}: rows of a killed run left"
+            capsys.readouterr()
+            assert main(case.job, args) == 6   # a rival run next to a live one: one line, nothing written
+            refusal = capsys.readouterr().err.strip().splitlines()
+            assert len(refusal) == 1 and f"another {case.job} run" in refusal[0], refusal
+            assert contents(lakehouse, tables) == mixed
+        dead_runs.append(open_run(lakehouse, case.job))
+
+    for commit in range(1, kills + 1):   # SIGTERM: the first start recovers the last SIGKILLed run
+        with monkeypatch.context() as patched:
+            signal_after_commits(patched.setattr, commit, signal.SIGTERM)
+            with pytest.raises(RunKilled):
+                run_job(case.job, killed)
+        assert contents(lakehouse, tables) == committed, f"{case.job} killed after commit {commit}: tables changed"
+        dead_runs.append(open_run(lakehouse, case.job))   # no end record: its process may still commit
+        statuses = run_statuses(experiment)
+        assert all(statuses[run_id] == "KILLED" for run_id in dead_runs) and "RUNNING" not in statuses.values()
+
+    run_job(case.job, killed)   # recovers the last SIGTERMed run, then commits
+    assert not set(dead_runs) & run_ids(lakehouse, tables)
+    assert ledger_events(lakehouse, case.job) == {"started": 2 + 2 * kills, "committed": 2, "recovered": 2 * kills}
+    if case.job == "ingest":   # the same files ingested once into an empty lakehouse
+        reference = make_config(f"lakehouse.root={tmp_path / 'reference'}")
+        run_job("ingest", reference)
+        assert contents(lakehouse) == contents(Lakehouse(spark, reference.lakehouse))
 
 
 def test_inputs_are_read_at_the_versions_the_last_committed_runs_wrote(make_config, tmp_path, spark):
@@ -162,76 +236,6 @@ def test_inputs_are_read_at_the_versions_the_last_committed_runs_wrote(make_conf
     assert not lakehouse.read(ORDERS.ref).filter("order_id = '9999'").isEmpty()
 
 
-# gold jobs on the generated shop: (job, settings of every run, settings that make the killed runs
-# write other rows). fpgrowth runs in CI; the others are minutes each (make test-heavy).
-DEMAND_SMALL = ["demand.promotions_table=bronze.truth_promotions", "demand.gbt_max_iter=5", "demand.backtest_origins=6",
-                "demand.selection_origins=3", "demand.models=[zero,moving_average,seasonal_naive,croston_sba,gbt]"]
-GOLD_JOBS = [
-    pytest.param("fpgrowth", [], ["fpgrowth.min_support=0.02"], id="fpgrowth"),
-    pytest.param("als", ["als.rank=4", "als.max_iter=4", "als.num_blocks=2"], ["als.top_n=7"], id="als",
-                 marks=pytest.mark.heavy),
-    pytest.param("segments", ["segments.k_max=4", "segments.n_init=1"], ["segments.reference_date=2030-01-01"],
-                 id="segments",
-                 marks=pytest.mark.heavy),
-    pytest.param("demand_features", DEMAND_SMALL, ["demand.service_level=0.9"], id="demand_features",
-                 marks=pytest.mark.heavy),
-]
-
-
-def gold_tables(job: str) -> tuple[TableRef, ...]:
-    """What a gold job's run may change: its outputs and the tables it appends to."""
-    spec = JOB_SPECS[job]
-    return (*spec.outputs, *spec.appends)
-
-
-@pytest.mark.parametrize(("job", "settings", "other"), GOLD_JOBS)
-def test_sigterm_after_each_gold_commit_leaves_the_committed_gold_tables(job, settings, other, shop_lakehouse,
-                                                                        make_config, spark, monkeypatch):
-    run_job(job, make_config(*settings))
-    lakehouse = Lakehouse(spark, make_config().lakehouse)
-    tables = gold_tables(job)
-    committed = contents(lakehouse, tables)
-    killed = make_config(*settings, *other)   # other settings: the killed runs write other rows
-    for after in range(1, len(JOB_SPECS[job].outputs) + 1):
-        with monkeypatch.context() as patched:
-            signal_after_commits(patched.setattr, after, signal.SIGTERM)
-            with pytest.raises(RunKilled):
-                run_job(job, killed)
-        assert contents(lakehouse, tables) == committed, f"{job} killed after commit {after}: tables changed"
-    assert "RUNNING" not in run_statuses(killed.tracking.experiment).values()
-
-
-@pytest.mark.heavy
-@pytest.mark.parametrize(("job", "settings", "other"), GOLD_JOBS)
-def test_sigkill_after_a_gold_commit_is_undone_by_the_next_start(job, settings, other, shop_lakehouse, make_config,
-                                                                 tmp_path, spark, mlflow_store):
-    run_job(job, make_config(*settings))
-    lakehouse = Lakehouse(spark, make_config().lakehouse)
-    tables = gold_tables(job)
-    committed = contents(lakehouse, tables)
-    args = cli_args(tmp_path, mlflow_store, *settings, *other, "spark.driver_memory=1g")
-    last = str(len(JOB_SPECS[job].outputs))   # frozen after its last output, before its commit record
-    frozen = subprocess.Popen([sys.executable, str(ROOT / "tests" / "kill_run.py"), "SIGSTOP", last, job, *args],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
-    try:
-        wait_until_stopped(frozen)
-        assert contents(lakehouse, tables) != committed, f"the stopped {job} run had not written anything yet"
-    finally:
-        os.killpg(frozen.pid, signal.SIGKILL)
-        frozen.wait()
-    spec = JOB_SPECS[job]
-    (dead,) = RunLedger(lakehouse, job, spec.outputs, spec.appends, 12).open_runs()
-
-    run_job(job, make_config(*settings))   # the next start restores the killed run's tables, then runs
-    assert run_statuses(make_config().tracking.experiment)[dead.run_id] == "KILLED"
-    for ref in tables:
-        written_by = {r["run_id"] for r in lakehouse.read(ref).select("run_id").distinct().collect()}
-        assert dead.run_id not in written_by, f"{ref} still holds rows of the killed {job} run"
-    events = lakehouse.read(JOB_RUNS).where(F.col("job") == job).groupBy("event").count().collect()
-    assert {r["event"]: r["count"] for r in events} == {"started": 3, "committed": 2, "recovered": 1}
-
-
 def test_a_job_that_writes_an_undeclared_table_cannot_commit(make_config, spark):
     lakehouse = Lakehouse(spark, make_config().lakehouse)
     declared, shared, stray = TableRef("gold", "declared"), TableRef("ops", "shared"), TableRef("gold", "stray")
@@ -244,3 +248,28 @@ def test_a_job_that_writes_an_undeclared_table_cannot_commit(make_config, spark)
     lakehouse.overwrite(rows, stray)
     with pytest.raises(UndeclaredOutputError, match="some_job wrote gold.stray without declaring it"):
         ledger.commit("run-1", {})
+
+
+@pytest.mark.kill
+def test_two_ingests_started_at_once_one_commits_and_the_other_refuses(make_config, tmp_path, spark, mlflow_store):
+    """Two ingests into a new lakehouse, held until both reach the start of their run (both create the
+    run ledger, both record their start): one commits, the other stops with one line and exit code 6,
+    and the lakehouse is what one ingest alone writes."""
+    write_raw(tmp_path / "raw")
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    args = cli_args(tmp_path, mlflow_store, "spark.driver_memory=1g")
+    runs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "kill_run.py"), "TOGETHER", str(barrier), "ingest",
+                              *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = {run.pid: run.communicate(timeout=900) for run in runs}
+    codes = {run.returncode: outputs[run.pid] for run in runs}
+    assert sorted(codes) == [0, 6], {code: err[-2000:] for code, (_, err) in codes.items()}
+    refusal = codes[6][1].strip().splitlines()
+    assert "another ingest run" in refusal[-1] and "Traceback" not in codes[6][1], refusal
+
+    lakehouse = Lakehouse(spark, make_config().lakehouse)
+    assert ledger_events(lakehouse, "ingest")["committed"] == 1
+    reference = make_config(f"lakehouse.root={tmp_path / 'reference'}")
+    run_job("ingest", reference)   # the same files, ingested once
+    assert contents(lakehouse) == contents(Lakehouse(spark, reference.lakehouse))
