@@ -104,16 +104,18 @@ class KillCase:
         return self.commits or len(JOB_SPECS[self.job].outputs)
 
 
+# fpgrowth and demand_features run in CI (make test); the others take 4 to 11 minutes each on 2 CPUs
+# (a retrain of als evaluates three recommenders twice even on 80 customers): make test-heavy.
 KILL_CASES = [
-    # the killed ingests read a second delivery: quarantine, events, orders, order_items and returns
-    # change, products does not
-    KillCase("ingest", commits=5),
     KillCase("fpgrowth", killed=("fpgrowth.min_support=0.02",)),
-    KillCase("segments", ("segments.k=3", "segments.n_init=1"), ("segments.reference_date=2030-01-01",)),
     KillCase("demand_features", ("demand.promotions_table=bronze.truth_promotions", "demand.backtest_origins=4",
                                  "demand.selection_origins=2", "demand.models=[zero,moving_average]"),
              ("demand.service_level=0.9",)),
-    # about 11 minutes (a retrain evaluates three recommenders twice even on 80 customers): make test-heavy
+    # the killed ingests read a second delivery: quarantine, events, orders, order_items and returns
+    # change, products does not
+    pytest.param(KillCase("ingest", commits=5), marks=pytest.mark.heavy),
+    pytest.param(KillCase("segments", ("segments.k=3", "segments.n_init=1"), ("segments.reference_date=2030-01-01",)),
+                 marks=pytest.mark.heavy),
     pytest.param(KillCase("als", ("als.rank=4", "als.max_iter=3", "als.num_blocks=1", "als.serve_from=[als]"),
                           ("als.top_n=7",)), marks=pytest.mark.heavy),
 ]
