@@ -104,13 +104,14 @@ class KillCase:
         return self.commits or len(JOB_SPECS[self.job].outputs)
 
 
-# fpgrowth and demand_features run in CI (make test); the others take 4 to 11 minutes each on 2 CPUs
-# (a retrain of als evaluates three recommenders twice even on 80 customers): make test-heavy.
+# fpgrowth runs in CI (make test); the others take 3 to 11 minutes each on 2 CPUs (a retrain of als
+# evaluates three recommenders twice even on 80 customers): make test-heavy, make kill-test.
 KILL_CASES = [
     KillCase("fpgrowth", killed=("fpgrowth.min_support=0.02",)),
-    KillCase("demand_features", ("demand.promotions_table=bronze.truth_promotions", "demand.backtest_origins=4",
-                                 "demand.selection_origins=2", "demand.models=[zero,moving_average]"),
-             ("demand.service_level=0.9",)),
+    pytest.param(KillCase("demand_features", ("demand.promotions_table=bronze.truth_promotions",
+                                              "demand.backtest_origins=4", "demand.selection_origins=2",
+                                              "demand.models=[zero,moving_average]"), ("demand.service_level=0.9",)),
+                 marks=pytest.mark.heavy),
     # the killed ingests read a second delivery: quarantine, events, orders, order_items and returns
     # change, products does not
     pytest.param(KillCase("ingest", commits=5), marks=pytest.mark.heavy),
