@@ -126,15 +126,35 @@ class Lakehouse:
         """Create ``ref`` with ``schema_ddl`` (``"a STRING NOT NULL, b INT"``), CHECK constraints (name →
         SQL condition) and table ``properties`` if it does not exist yet, in one Delta commit: the
         constraints are the ``delta.constraints.<name>`` table properties that ``ALTER TABLE ADD
-        CONSTRAINT`` would set one commit each. Existing tables are left alone."""
+        CONSTRAINT`` would set one commit each. Existing tables are left alone.
+
+        When another process creates the same table at the same instant, Delta either skips this
+        create (the other's log folder is there, its first commit not yet) or refuses it
+        (``DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION``); either way this waits until the table has
+        its first commit, up to the sum of :data:`RETRY_SECONDS`, so that it exists on return."""
         if self.exists(ref):
             return
         settings = {**{f"delta.constraints.{name}": expr for name, expr in (constraints or {}).items()},
                     **(properties or {})}
         listed = ", ".join(f"{_sql_string(key)} = {_sql_string(value)}" for key, value in settings.items())
-        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self._sql_name(ref)} ({schema_ddl}) USING DELTA"
-                       + (f" TBLPROPERTIES ({listed})" if listed else ""))
-        self.written[ref] = self.version(ref)
+        try:
+            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self._sql_name(ref)} ({schema_ddl}) USING DELTA"
+                           + (f" TBLPROPERTIES ({listed})" if listed else ""))
+            created = True
+        except AnalysisException as error:
+            if error.getCondition() != "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION":
+                raise
+            log.info("%s is being created by another writer; waiting for its first commit", ref)
+            created = False
+        for wait in (*RETRY_SECONDS, None):
+            if self.exists(ref):
+                break
+            if wait is None:
+                raise ConcurrentWriteError(f"create {ref}: another writer began creating {self.location(ref)} and "
+                                           f"has not committed it within {sum(RETRY_SECONDS):.0f} s; run the job again")
+            time.sleep(wait)
+        if created:
+            self.written[ref] = self.version(ref)
 
     def append(self, df: DataFrame, ref: TableRef) -> None:
         """Append ``df``'s rows to the existing table ``ref`` (a blind append: it never conflicts with

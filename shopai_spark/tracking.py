@@ -203,16 +203,50 @@ def configure_mlflow(config: TrackingConfig) -> None:
 
 
 def ensure_experiment(config: TrackingConfig) -> str:
-    """Experiment id for ``config.experiment``, created with ``artifact_location`` if missing."""
-    import mlflow
+    """Experiment id for ``config.experiment``, created with ``artifact_location`` if missing.
 
-    experiment = mlflow.get_experiment_by_name(config.experiment)
-    if experiment is not None:
-        return experiment.experiment_id
+    Safe when several jobs start at once against one store: on a local SQLite store the first
+    contact (MLflow creates a new store's tables then) and the create run under
+    :func:`sqlite_store_lock`; on any store, a create that another process won in between
+    (``RESOURCE_ALREADY_EXISTS``) reads the winner's experiment.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     location = config.artifact_location
     if location and "://" not in location:
         location = Path(location).resolve().as_uri()
-    return mlflow.create_experiment(config.experiment, artifact_location=location)
+    with sqlite_store_lock(config.tracking_uri):
+        experiment = mlflow.get_experiment_by_name(config.experiment)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return mlflow.create_experiment(config.experiment, artifact_location=location)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            log.info("Experiment %s was created by another process at the same time", config.experiment)
+            return mlflow.get_experiment_by_name(config.experiment).experiment_id
+
+
+@contextmanager
+def sqlite_store_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``<database>.lock`` beside a local SQLite tracking store (``sqlite:///…``);
+    a no-op for other stores, and where the database's folder does not exist or the OS has no ``fcntl``."""
+    database = Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
+    try:
+        import fcntl
+    except ImportError:   # Windows: no advisory locks; concurrent first runs there are not serialised
+        fcntl = None
+    if database is None or fcntl is None or not database.parent.is_dir():
+        yield
+        return
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextmanager

@@ -4,7 +4,7 @@ one local MLflow store (SQLite) for the run, and a way to build configs pointing
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -79,8 +79,13 @@ def cli_args(tmp_path: Path, mlflow_store: dict[str, str], *overrides: str) -> l
 def generated_shop(tmp_path_factory, mlflow_store, spark) -> Path:
     """The lakehouse of a generated shop (SHOP) after generate → ingest through the jobs' entry
     point, built once per test run. Tests take a copy with :func:`shop_lakehouse`."""
-    root = tmp_path_factory.mktemp("shop")
-    args = cli_args(root, mlflow_store, *SHOP)
+    return build_shop(tmp_path_factory.mktemp("shop"), mlflow_store, SHOP)
+
+
+def build_shop(root: Path, mlflow_store: dict[str, str], settings: Sequence[str]) -> Path:
+    """Generate a shop with ``settings`` (``generate.*`` overrides) under ``root`` and ingest it,
+    through the jobs' entry point; returns its lakehouse folder."""
+    args = cli_args(root, mlflow_store, *settings)
     assert main("generate_data", args) == 0
     assert main("ingest", args) == 0
     return root / "lakehouse"

@@ -31,7 +31,7 @@ from shopai_spark.schemas import ORDERS
 from shopai_spark.tables import Lakehouse, TableRef
 from shopai_spark.tracking import JobRun
 
-from .conftest import ROOT, cli_args
+from .conftest import ROOT, build_shop, cli_args
 from .kill_run import signal_after_commits
 from .test_ingest import ORDER_HEADER, write_raw
 
@@ -83,10 +83,7 @@ TINY_SHOP = ["generate.users=80", "generate.skus=30", "generate.categories=3", "
 @pytest.fixture(scope="module")
 def tiny_shop(tmp_path_factory, mlflow_store, spark) -> Path:
     """The lakehouse of a TINY_SHOP after generate → ingest through the jobs' entry point."""
-    root = tmp_path_factory.mktemp("tiny_shop")
-    args = cli_args(root, mlflow_store, *TINY_SHOP)
-    assert main("generate_data", args) == 0 and main("ingest", args) == 0
-    return root / "lakehouse"
+    return build_shop(tmp_path_factory.mktemp("tiny_shop"), mlflow_store, TINY_SHOP)
 
 
 @dataclass(frozen=True)
@@ -254,9 +251,6 @@ def test_a_job_that_writes_an_undeclared_table_cannot_commit(make_config, spark)
 
 
 @pytest.mark.kill
-@pytest.mark.heavy
-@pytest.mark.xfail(strict=True, reason="known defect: two processes creating the same new MLflow experiment at "
-                                       "once both fail (SQLite IntegrityError in ensure_experiment), exit 1")
 def test_two_ingests_started_at_once_one_commits_and_the_other_refuses(make_config, tmp_path, spark, mlflow_store):
     """Two ingests into a new lakehouse, held until both reach the start of their run (both create the
     run ledger, both record their start): one commits, the other stops with one line and exit code 6,
@@ -270,7 +264,7 @@ def test_two_ingests_started_at_once_one_commits_and_the_other_refuses(make_conf
             for _ in range(2)]
     outputs = {run.pid: run.communicate(timeout=900) for run in runs}
     codes = {run.returncode: outputs[run.pid] for run in runs}
-    assert sorted(codes) == [0, 6], {code: err[-2000:] for code, (_, err) in codes.items()}
+    assert sorted(codes) == [0, 6], "\n\n".join(f"exit {run.returncode}:\n{outputs[run.pid][1][-3000:]}" for run in runs)
     refusal = codes[6][1].strip().splitlines()
     assert "another ingest run" in refusal[-1] and "Traceback" not in codes[6][1], refusal
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 
 import mlflow
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from shopai_spark.config import flatten
+from shopai_spark.config import TrackingConfig, flatten
 from shopai_spark.quality import Rule, split_valid
 from shopai_spark.tables import EmptyOutputError, Lakehouse, RowsFrom, TableRef, with_run_metadata
-from shopai_spark.tracking import tracked_run
+from shopai_spark.tracking import ensure_experiment, tracked_run
 
 
 def test_tracked_run_logs_config_versions_metrics_and_artifacts(make_config, spark):
@@ -39,6 +40,34 @@ def test_failed_body_marks_the_run_failed(make_config):
     with pytest.raises(ZeroDivisionError), tracked_run(make_config().tracking, "boom") as run:
         raise ZeroDivisionError("boom")
     assert mlflow.get_run(run.run_id).info.status == "FAILED"
+
+
+def experiment_id_at_barrier(config: TrackingConfig, barrier, results) -> None:
+    """Child process: wait at ``barrier``, then put ``ensure_experiment(config)`` (or the error) on ``results``."""
+    mlflow.set_tracking_uri(config.tracking_uri)
+    barrier.wait()
+    try:
+        results.put(ensure_experiment(config))
+    except Exception as error:   # the parent asserts on it
+        results.put(f"{type(error).__name__}: {error}")
+
+
+def test_jobs_starting_together_on_a_new_store_share_one_new_experiment(tmp_path):
+    """Four processes create one new experiment in one new SQLite store at the same instant (as jobs
+    started together on a fresh machine do): all get the same experiment and none fails."""
+    config = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="together",
+                            artifact_location=str(tmp_path / "mlruns"))
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(4), spawn.Queue()
+    children = [spawn.Process(target=experiment_id_at_barrier, args=(config, barrier, results)) for _ in range(4)]
+    for child in children:
+        child.start()
+    ids = [results.get(timeout=120) for _ in children]
+    for child in children:
+        child.join()
+    assert len(set(ids)) == 1 and ids[0].isdigit(), ids
+    mlflow.set_tracking_uri(config.tracking_uri)
+    assert sorted(e.name for e in mlflow.search_experiments()) == ["Default", "together"]
 
 
 def test_disabled_tracking_still_gives_a_run_id(make_config):
