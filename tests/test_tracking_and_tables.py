@@ -66,8 +66,8 @@ def test_jobs_starting_together_on_a_new_store_share_one_new_experiment(tmp_path
     for child in children:
         child.join()
     assert len(set(ids)) == 1 and ids[0].isdigit(), ids
-    mlflow.set_tracking_uri(config.tracking_uri)
-    assert sorted(e.name for e in mlflow.search_experiments()) == ["Default", "together"]
+    stored = mlflow.MlflowClient(tracking_uri=config.tracking_uri).search_experiments()
+    assert sorted(e.name for e in stored) == ["Default", "together"]
 
 
 def test_disabled_tracking_still_gives_a_run_id(make_config):
