@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -42,32 +51,76 @@ def test_failed_body_marks_the_run_failed(make_config):
     assert mlflow.get_run(run.run_id).info.status == "FAILED"
 
 
-def experiment_id_at_barrier(config: TrackingConfig, barrier, results) -> None:
-    """Child process: wait at ``barrier``, then put ``ensure_experiment(config)`` (or the error) on ``results``."""
+ROUNDS = 8   # experiments created together, one after another (a single race is lost only now and then)
+
+
+def experiment_ids_at_barrier(config: TrackingConfig, barrier, results) -> None:
+    """Child process: for each of ROUNDS experiments (``<experiment>-<round>``), wait at ``barrier``
+    and ``ensure_experiment``; put the ids (or the first error) on ``results``."""
     mlflow.set_tracking_uri(config.tracking_uri)
-    barrier.wait()
     try:
-        results.put(ensure_experiment(config))
+        ids = []
+        for round_ in range(ROUNDS):
+            barrier.wait(timeout=60)
+            ids.append(ensure_experiment(dataclasses.replace(config, experiment=f"{config.experiment}-{round_}")))
+        results.put(ids)
     except Exception as error:   # the parent asserts on it
+        barrier.abort()   # the others' next wait raises instead of waiting for this process forever
         results.put(f"{type(error).__name__}: {error}")
 
 
-def test_jobs_starting_together_on_a_new_store_share_one_new_experiment(tmp_path):
-    """Four processes create one new experiment in one new SQLite store at the same instant (as jobs
-    started together on a fresh machine do): all get the same experiment and none fails."""
-    config = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="together",
-                            artifact_location=str(tmp_path / "mlruns"))
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory) -> str:
+    """A real MLflow tracking server (``mlflow server``, SQLite backend) on a free local port: its URL."""
+    folder = tmp_path_factory.mktemp("mlflow_server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with open(folder / "server.log", "w") as log:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+             "--default-artifact-root", (folder / "artifacts").as_uri()],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("mlflow server did not start:\n" + (folder / "server.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        mlflow.MlflowClient(tracking_uri=url).search_experiments()   # the server opens its store on a first request
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+@pytest.mark.parametrize("store", ["new SQLite store", "MLflow server"])
+def test_jobs_starting_together_share_one_new_experiment(store, tmp_path, request):
+    """Four processes create one new experiment at the same instant (as jobs started together on a
+    fresh machine or against a shared tracking server do), ROUNDS times: each time all get the same
+    experiment and none fails. Without a guard, the losers fail: on the server with
+    RESOURCE_ALREADY_EXISTS, on a new SQLite store also while MLflow creates the store's tables."""
+    uri = (f"sqlite:///{tmp_path / 'mlflow.db'}" if store == "new SQLite store"
+           else request.getfixturevalue("mlflow_server"))
+    config = TrackingConfig(tracking_uri=uri, experiment="together", artifact_location=str(tmp_path / "mlruns"))
     spawn = multiprocessing.get_context("spawn")
     barrier, results = spawn.Barrier(4), spawn.Queue()
-    children = [spawn.Process(target=experiment_id_at_barrier, args=(config, barrier, results)) for _ in range(4)]
+    children = [spawn.Process(target=experiment_ids_at_barrier, args=(config, barrier, results)) for _ in range(4)]
     for child in children:
         child.start()
     ids = [results.get(timeout=120) for _ in children]
     for child in children:
         child.join()
-    assert len(set(ids)) == 1 and ids[0].isdigit(), ids
+    assert all(isinstance(i, list) for i in ids) and len({tuple(i) for i in ids}) == 1, ids
     stored = mlflow.MlflowClient(tracking_uri=config.tracking_uri).search_experiments()
-    assert sorted(e.name for e in stored) == ["Default", "together"]
+    assert sorted(e.name for e in stored) == ["Default", *(f"together-{r}" for r in range(ROUNDS))]
+    assert sorted(e.experiment_id for e in stored if e.name != "Default") == sorted(ids[0])
 
 
 def test_disabled_tracking_still_gives_a_run_id(make_config):

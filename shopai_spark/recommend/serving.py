@@ -100,11 +100,12 @@ def read_model_state(lake: Lakehouse, user_index: TableRef, item_index: TableRef
                       versions=versions)
 
 
-def customers_to_serve(known_users: DataFrame, interactions: DataFrame, state: ModelState) -> DataFrame:
-    """Known users (user_id) and the interactions (user_id, item_id, rating, …) now → user_id,
-    warm (true: feedback > 0 on an item of the model) of the users the stored lists do not cover:
+def customers_to_serve(known_users: DataFrame, feedback: DataFrame, state: ModelState) -> DataFrame:
+    """Known users (user_id) and the ranking feedback now (user_id, item_id: the interactions of
+    weight > 0, :func:`~shopai_spark.recommend.train.ranking_feedback`) → user_id, warm (true:
+    feedback on an item of the model) of the users the stored lists do not cover:
     new (no row in the stored lists) or warmed up (warm and not in the stored user index)."""
-    warm = (interactions.where(F.col("rating") > 0).join(state.items, "item_id", "left_semi")
+    warm = (feedback.join(state.items, "item_id", "left_semi")
             .select("user_id").distinct().withColumn("warm", F.lit(True)))
     listed = state.recommendations.select("user_id").distinct()
     new = known_users.select("user_id").distinct().join(listed, "user_id", "left_anti")
