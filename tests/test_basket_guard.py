@@ -79,6 +79,18 @@ def test_guard_stops_on_repeated_baskets(spark, repeated, reason, suggested):
     baskets.unpersist()
 
 
+def test_without_a_seed_the_core_bound_is_the_frequent_items_and_pairs(spark):
+    """30 copies of 9 items (one under MIN_SEED_SIZE) and the noise: no basket is a seed, so no core
+    is searched and the lower bound is the exact frequent items (9 + 60) and pairs (36)."""
+    held = CORE[:guard.MIN_SEED_SIZE - 1]
+    data = [held] * 30 + noise_baskets()
+    baskets = ref.baskets_frame(spark, data).cache()
+    (requested,) = guard.measure(baskets, len(data), len(held), [0.02])
+    assert (requested.min_count, requested.frequent_items, requested.frequent_pairs) == (7, 69, 36)
+    assert requested.cores == () and requested.core_bound == 69 + 36
+    baskets.unpersist()
+
+
 def test_union_of_cores_by_inclusion_exclusion():
     a, b = frozenset("abcdef"), frozenset("cdefgh")
     brute = {frozenset(s) for core in (a, b) for k in range(3, 7) for s in itertools.combinations(core, k)}

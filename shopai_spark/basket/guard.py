@@ -41,6 +41,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -170,17 +171,17 @@ def seeds(reduced: DataFrame, items: DataFrame) -> DataFrame:
     return rarest.select("seed", F.col("rarest.item").alias("anchor"), F.col("rarest.count").alias("anchor_count"))
 
 
-def affordable(seeds: DataFrame, max_rows: int) -> DataFrame:
-    """Seeds (seed, anchor, anchor_count) → those with the rarest anchors whose joins together
-    yield at most ``max_rows`` rows (fewer seeds only weaken the lower bound). The anchor counts
-    are one small aggregate."""
+def anchor_limit(seeds: DataFrame, max_rows: int) -> int:
+    """Seeds (seed, anchor, anchor_count) → the largest anchor count such that the seeds with
+    anchors that rare together join at most ``max_rows`` rows (0: no seed is affordable, or there
+    is none). Fewer seeds only weaken the lower bound. The anchor counts are one small aggregate."""
     rows, limit = 0, 0
     for row in seeds.groupBy("anchor_count").count().orderBy("anchor_count").collect():
         rows += row["anchor_count"] * row["count"]
         if rows > max_rows:
             break
         limit = row["anchor_count"]
-    return seeds.filter(F.col("anchor_count") <= limit)
+    return limit
 
 
 def seed_prefixes(seeds: DataFrame, reduced: DataFrame) -> DataFrame:
@@ -273,16 +274,29 @@ def reduce_to_frequent(baskets: DataFrame, count: int) -> ReducedBaskets:
     return ReducedBaskets(items, reduced, reduced.count())
 
 
+def shared_cores(reduced: ReducedBaskets, counts: Sequence[int], max_rows: int) -> list[tuple[int, Core]]:
+    """(level: index into ``counts``, core) of :func:`cores_by_count`, from the seeds whose joins fit
+    ``max_rows`` rows; no Spark job beyond the anchor counts when no seed is affordable."""
+    every_seed = seeds(reduced.baskets, reduced.items).persist(StorageLevel.MEMORY_AND_DISK)  # read twice
+    try:
+        limit = anchor_limit(every_seed, max_rows)
+        if limit == 0:
+            return []
+        chosen = every_seed.filter(F.col("anchor_count") <= limit)
+        found = cores_by_count(seed_prefixes(chosen, reduced.baskets), counts).collect()
+    finally:
+        every_seed.unpersist()
+    return [(int(r["level"]), Core(frozenset(r["items"]), int(r["baskets"]))) for r in found]
+
+
 def measure_reduced(reduced: ReducedBaskets, n_baskets: int, max_size: int,
                     supports: list[float]) -> list[SearchEstimate]:
     """The search at each support (the lowest first, reduced at its min count): exact frequent item
     and pair counts, the clique estimate and the shared-core lower bound."""
     counts = [min_count(s, n_baskets) for s in supports]
     item_totals, pair_totals = at_each(reduced.items, counts), at_each(pair_counts(reduced.baskets), counts)
-    chosen = affordable(seeds(reduced.baskets, reduced.items), SEED_JOIN_PER_BASKET * n_baskets + SEED_JOIN_FLOOR)
-    found = cores_by_count(seed_prefixes(chosen, reduced.baskets), counts).collect()
-    cores = [[Core(frozenset(r["items"]), int(r["baskets"])) for r in found if r["level"] == i]
-             for i in range(len(counts))]
+    found = shared_cores(reduced, counts, SEED_JOIN_PER_BASKET * n_baskets + SEED_JOIN_FLOOR)
+    cores = [[c for level, c in found if level == i] for i in range(len(counts))]
     return [search_estimate(s, c, f, p, k, max_size)
             for s, c, f, p, k in zip(supports, counts, item_totals, pair_totals, cores, strict=True)]
 
