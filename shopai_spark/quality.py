@@ -117,7 +117,7 @@ def _quarantine_rows(rejected: DataFrame, source: str, job: str, run_id: str, so
 def write_quarantine(lakehouse: Lakehouse, parts: Sequence[DataFrame]) -> dict[str, int]:
     """The one quarantine writer: insert the quarantine rows of every frame in ``parts`` (see
     :func:`to_quarantine_rows`, :func:`raw_quarantine_rows`) whose record_id is not present yet, in
-    one MERGE. Returns Delta's operation metrics (nothing is written for no parts)."""
+    one MERGE. Returns its row counts (:meth:`Lakehouse.merge`; nothing is written for no parts)."""
     if not parts:
         return {}
     rows = reduce(DataFrame.unionByName, parts)

@@ -128,10 +128,11 @@ class Lakehouse:
         constraints are the ``delta.constraints.<name>`` table properties that ``ALTER TABLE ADD
         CONSTRAINT`` would set one commit each. Existing tables are left alone.
 
-        When another process creates the same table at the same instant, Delta either skips this
-        create (the other's log folder is there, its first commit not yet) or refuses it
-        (``DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION``); either way this waits until the table has
-        its first commit, up to the sum of :data:`RETRY_SECONDS`, so that it exists on return."""
+        When another writer creates the same table at the same instant, Delta skips this create (the
+        other's log folder is there, its first commit not yet), refuses it
+        (``DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION``) or loses the commit race
+        (``ProtocolChangedException``); each way this waits until the table has its first commit, up
+        to the sum of :data:`RETRY_SECONDS`, so that it exists on return."""
         if self.exists(ref):
             return
         settings = {**{f"delta.constraints.{name}": expr for name, expr in (constraints or {}).items()},
@@ -141,8 +142,9 @@ class Lakehouse:
             self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self._sql_name(ref)} ({schema_ddl}) USING DELTA"
                            + (f" TBLPROPERTIES ({listed})" if listed else ""))
             created = True
-        except AnalysisException as error:
-            if error.getCondition() != "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION":
+        except Exception as error:
+            if not (isinstance(error, AnalysisException)
+                    and error.getCondition() == "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION") and not conflicted(error):
                 raise
             log.info("%s is being created by another writer; waiting for its first commit", ref)
             created = False
@@ -193,8 +195,9 @@ class Lakehouse:
         The table must exist (see :meth:`ensure`). Only the rows of ``df`` that change the table take
         part (a new key; with ``update``, also a key whose other values differ), and when there are
         none nothing is committed: re-merging the same rows adds no table version (a MERGE that
-        matches rows commits a version even when it changes none). Returns Delta's operation metrics
-        (numTargetRowsInserted, numTargetRowsUpdated, ...; empty when nothing was committed).
+        matches rows commits a version even when it changes none). Returns the MERGE's own row counts
+        as numTargetRowsInserted, numTargetRowsUpdated, numTargetRowsDeleted (empty when nothing was
+        committed). A commit that loses a race with another writer is :func:`retried`.
         """
         if self.is_empty(ref):               # a new table: every row is new, no comparison needed
             return self._merge_changes(df, ref, keys, update)
@@ -217,14 +220,16 @@ class Lakehouse:
         source = f"_merge_source_{uuid.uuid4().hex}"
         changes.createOrReplaceTempView(source)
         try:
-            retried(lambda: self.spark.sql(f"MERGE INTO {self._sql_name(ref)} AS t USING {source} AS s ON {condition} "
-                                           f"{matched}WHEN NOT MATCHED THEN INSERT *"), f"merge into {ref}")
+            counts = retried(lambda: self.spark.sql(f"MERGE INTO {self._sql_name(ref)} AS t USING {source} AS s ON "
+                                                    f"{condition} {matched}WHEN NOT MATCHED THEN INSERT *").first(),
+                             f"merge into {ref}")
         finally:
             self.spark.catalog.dropTempView(source)
-        metrics = self.history(ref, 1)[0]
-        self.written[ref] = int(metrics["version"])
-        result = {k: int(v) for k, v in (metrics["operationMetrics"] or {}).items() if v.isdigit()}
-        log.info("merged into %s: %s", ref, {k: v for k, v in result.items() if k.startswith("numTargetRows")})
+        # the counts come from this MERGE's own result: the newest history entry may be another
+        # writer's commit by now (the quarantine has several writers); the version is the one after
+        self.written[ref] = self.version(ref)
+        result = {name: int(counts[column]) for name, column in MERGE_COUNTS.items()}
+        log.info("merged into %s: %s", ref, result)
         return result
 
     def overwrite_all(self, writes: Sequence[TableWrite]) -> None:
@@ -308,7 +313,15 @@ CONFLICTS = ("ConcurrentAppendException", "ConcurrentDeleteReadException", "Conc
              "ConcurrentTransactionException", "ConcurrentWriteException", "ProtocolChangedException",
              "MetadataChangedException", "DELTA_CONCURRENT_", "DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED")
 RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
+# the row counts a MERGE returns, under the names of Delta's operation metrics
+MERGE_COUNTS = {"numTargetRowsInserted": "num_inserted_rows", "numTargetRowsUpdated": "num_updated_rows",
+                "numTargetRowsDeleted": "num_deleted_rows"}
 Result = TypeVar("Result")
+
+
+def conflicted(error: Exception) -> bool:
+    """True when ``error`` is Delta's answer to a commit that lost a race with another writer."""
+    return any(marker in f"{type(error).__name__}: {error}" for marker in CONFLICTS)
 
 
 def retried(commit: Callable[[], Result], what: str) -> Result:
@@ -320,7 +333,7 @@ def retried(commit: Callable[[], Result], what: str) -> Result:
         try:
             return commit()
         except Exception as error:
-            if not any(marker in f"{type(error).__name__}: {error}" for marker in CONFLICTS):
+            if not conflicted(error):
                 raise
             if attempt == len(RETRY_SECONDS):
                 raise ConcurrentWriteError(f"{what}: still conflicting with another writer after {attempt} "

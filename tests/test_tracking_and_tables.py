@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,7 +22,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from shopai_spark.config import TrackingConfig, flatten
-from shopai_spark.quality import Rule, split_valid
+from shopai_spark.quality import QUARANTINE, Rule, split_valid, to_quarantine_rows, write_quarantine
 from shopai_spark.tables import EmptyOutputError, Lakehouse, RowsFrom, TableRef, with_run_metadata
 from shopai_spark.tracking import ensure_experiment, tracked_run
 
@@ -168,6 +170,41 @@ def test_merge_is_idempotent(make_config, spark):
     assert sorted(tuple(r) for r in lakehouse.read(ref).collect()) == [("a", 5), ("b", 2)]
     with pytest.raises(Exception, match="v_positive"):
         lakehouse.merge(spark.createDataFrame([("c", -1)], "k string, v int"), ref, keys=["k"])
+
+
+def test_two_writers_quarantine_at_once_nothing_lost_or_doubled(make_config, spark, caplog):
+    """ALS and segments (say) quarantine their rejected rows at the same instant, three times, the
+    first time into no table yet: both create it (the loser waits for the winner's create), the
+    losing MERGE conflicts, is retried and inserts its rows; every row lands once, and each writer
+    gets its own counts back (not the other's commit's)."""
+    lakehouse = Lakehouse(spark, make_config().lakehouse)
+    writers = {"als": 3, "segments": 5}   # job → rejected rows per round
+    barrier, counts = threading.Barrier(len(writers)), {}
+
+    def quarantine(job: str, round_: int) -> None:
+        rejected = spark.range(writers[job]).select(F.concat(F.lit(f"{job}-{round_}-"), F.col("id")).alias("user_id"),
+                                                    F.lit("bad_rating").alias("reason"))
+        barrier.wait(timeout=60)
+        try:
+            rows = to_quarantine_rows(rejected, "interactions", job, f"run-{job}-{round_}")
+            counts[job, round_] = write_quarantine(lakehouse, [rows])["numTargetRowsInserted"]
+        except Exception as error:   # a thread's error would otherwise be lost: the assert shows it
+            counts[job, round_] = f"{type(error).__name__}: {str(error)[:300]}"
+
+    caplog.set_level(logging.WARNING, logger="shopai_spark.tables")
+    for round_ in range(3):
+        threads = [threading.Thread(target=quarantine, args=(job, round_)) for job in writers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert counts == {(job, r): rows for job, rows in writers.items() for r in range(3)}
+    assert "conflicted with another writer" in caplog.text                 # they did race
+    stored = {(r["run_id"], r["n"]) for r in
+              lakehouse.read(QUARANTINE).groupBy("run_id").agg(F.count(F.lit(1)).alias("n"),
+                                                               F.countDistinct("record_id").alias("d"))
+              .where("n = d").collect()}
+    assert stored == {(f"run-{job}-{r}", rows) for job, rows in writers.items() for r in range(3)}
 
 
 def test_ensure_creates_the_table_and_its_constraints_in_one_commit(make_config, spark):
