@@ -143,8 +143,7 @@ class Lakehouse:
                            + (f" TBLPROPERTIES ({listed})" if listed else ""))
             created = True
         except Exception as error:
-            if not (isinstance(error, AnalysisException)
-                    and error.getCondition() == "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION") and not conflicted(error):
+            if not created_elsewhere(error):
                 raise
             log.info("%s is being created by another writer; waiting for its first commit", ref)
             created = False
@@ -322,6 +321,13 @@ Result = TypeVar("Result")
 def conflicted(error: Exception) -> bool:
     """True when ``error`` is Delta's answer to a commit that lost a race with another writer."""
     return any(marker in f"{type(error).__name__}: {error}" for marker in CONFLICTS)
+
+
+def created_elsewhere(error: Exception) -> bool:
+    """True when a ``CREATE TABLE`` failed because another writer is creating the same table: Delta
+    refuses the non-empty location, or the create lost the commit race."""
+    return conflicted(error) or (isinstance(error, AnalysisException)
+                                 and error.getCondition() == "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION")
 
 
 def retried(commit: Callable[[], Result], what: str) -> Result:
